@@ -1,0 +1,101 @@
+"""Schemas of the versioned config files (`global.yaml`, `tenants/<tenant>.yaml`).
+
+Unknown keys are errors: a typo in a production config must fail validation rather
+than silently fall back to a default. Secrets never live in these files; a field
+ending in `_env` names the environment variable that holds the secret.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ENV_NAME = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitsConfig(_Strict):
+    """Backpressure bounds enforced at ingress (the webhook answers 429 past them)."""
+
+    max_inbox_per_conversation: int = Field(default=1000, ge=1)
+    max_queued_turns: int = Field(default=100_000, ge=1)
+    retry_after_s: int = Field(default=2, ge=1, le=3600)
+
+
+class OrderingConfig(_Strict):
+    """Lease and drain bounds of the per-conversation queue.
+
+    A crashed lease holder's conversation is resumed by the sweep within
+    `lease_ttl_s` + TURNSTILE_SWEEP_INTERVAL_S (plus the time the wake-up waits in the
+    broker).
+    """
+
+    lease_ttl_s: float = Field(default=10.0, gt=0.5, le=300)
+    drain_max_turns: int = Field(default=50, ge=1)
+    # Bounded well under the broker visibility timeout (tasks/app.py) so a healthy drain
+    # run is never redelivered while it runs.
+    drain_max_s: float = Field(default=20.0, gt=0, le=120)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+
+
+class DeliveryConfig(_Strict):
+    """Retry policy of reply delivery: exponential backoff, then the reply is marked dead."""
+
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    backoff_initial_s: float = Field(default=1.0, gt=0, le=600)
+    backoff_max_s: float = Field(default=300.0, gt=0, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class GlobalConfig(_Strict):
+    version: int = Field(ge=1)
+    limits: LimitsConfig = LimitsConfig()
+    ordering: OrderingConfig = OrderingConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+
+
+class EchoAgentConfig(_Strict):
+    """The built-in echo agent: replies exactly `prefix + text` after a simulated delay."""
+
+    kind: Literal["echo"] = "echo"
+    latency_ms: tuple[int, int] = (0, 0)
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _range(self) -> EchoAgentConfig:
+        low, high = self.latency_ms
+        if low < 0 or high < low or high > 600_000:
+            raise ValueError("latency_ms must be [low, high] with 0 <= low <= high <= 600000")
+        return self
+
+
+class SessionConfig(_Strict):
+    inactivity_ttl_s: int = Field(default=1800, ge=10)
+    history_turns: int = Field(default=20, ge=1, le=1000)
+
+
+# Only `queue` is built so far; interrupt, reject and coalesce arrive with the ordering work.
+ConcurrencyPolicy = Literal["queue"]
+
+
+class GenericChannelConfig(_Strict):
+    secret_env: ENV_NAME
+    callback_url: AnyHttpUrl
+    concurrency: ConcurrencyPolicy = "queue"
+
+
+class ChannelsConfig(_Strict):
+    generic: GenericChannelConfig | None = None
+
+
+class TenantConfig(_Strict):
+    version: int = Field(ge=1)
+    agent: EchoAgentConfig = EchoAgentConfig()
+    session: SessionConfig = SessionConfig()
+    channels: ChannelsConfig = ChannelsConfig()

@@ -1,0 +1,24 @@
+"""PostgreSQL engine construction. One engine per process, built by bootstrap()."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Accept plain `postgresql://` URLs and select the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix) :]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+def create_db_engine(database_url: str, *, pool_size: int = 5) -> Engine:
+    """A pooled engine; pre-ping drops connections a PostgreSQL restart left dead."""
+    return create_engine(
+        sqlalchemy_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )

@@ -1,0 +1,148 @@
+"""The Celery app: broker settings that fit the lease design, queues, beat schedule.
+
+A Celery message is only a wake-up ("look at conversation X"); the PostgreSQL record,
+the Redis cursor and the lease are the truth. The settings below follow
+CELERY-FACTS.md "What the design must do".
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+from kombu import Queue  # type: ignore[attr-defined]
+
+from config.settings import Settings, load_settings
+from state.models import ConversationRef
+from tasks.routing import ALL_QUEUES, DELIVERY, MAINTENANCE, turn_queue
+from workers.logging import configure_logging
+from workers.runtime import Runtime, bootstrap
+
+# Every drain run ends far below this (ordering.drain_max_s <= 120 s plus one turn), so a
+# healthy run is never redelivered by the visibility sweep while it runs; a crashed
+# worker's wake-up is recovered by our own sweep long before this backstop.
+VISIBILITY_TIMEOUT_S = 900
+TASK_SOFT_TIME_LIMIT_S = 600
+TASK_TIME_LIMIT_S = 660
+
+
+class CeleryWakeups:
+    """Wakeups over the broker; the task names are the public contract of the queues."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def turn(self, conv: ConversationRef, channel: str) -> None:
+        self._app.send_task(
+            "turns.process",
+            args=(conv.tenant, conv.conversation_id, channel),
+            queue=turn_queue(channel),
+        )
+
+    def delivery(self, conv: ConversationRef, delay_s: float = 0.0) -> None:
+        self._app.send_task(
+            "delivery.send",
+            args=(conv.tenant, conv.conversation_id),
+            queue=DELIVERY,
+            countdown=delay_s if delay_s > 0 else None,
+        )
+
+
+class TurnstileCelery(Celery):  # type: ignore[misc]
+    """Celery app that owns this process's Runtime, built lazily after fork."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__("turnstile", **kwargs)
+        self.turnstile_settings = settings
+        self._runtime: Runtime | None = None
+        self._runtime_lock = threading.Lock()
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            with self._runtime_lock:
+                if self._runtime is None:
+                    self._runtime = bootstrap(self.turnstile_settings, CeleryWakeups(self))
+        return self._runtime
+
+    def reset_runtime(self) -> None:
+        """Drop connections inherited across fork; the child builds its own."""
+        with self._runtime_lock:
+            self._runtime = None
+
+    def close_runtime(self) -> None:
+        with self._runtime_lock:
+            if self._runtime is not None:
+                self._runtime.close()
+                self._runtime = None
+
+
+def create_celery_app(settings: Settings | None = None) -> TurnstileCelery:
+    settings = settings or load_settings()
+    app = TurnstileCelery(settings)
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        # kombu 5.7: scan unacked messages on every restore tick, not every 10th.
+        "unacked_restore_throttle": 1,
+    }
+    app.conf.update(
+        broker_url=settings.effective_broker_url or "memory://",
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
+        task_time_limit=TASK_TIME_LIMIT_S,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_soft_shutdown_timeout=20.0,
+        worker_enable_soft_shutdown_on_idle=True,
+        worker_hijack_root_logger=False,
+        task_queues=[Queue(name) for name in ALL_QUEUES],  # type: ignore[no-untyped-call]
+        task_default_queue=MAINTENANCE,
+        beat_schedule=_beat_schedule(settings.sweep_interval_s),
+        imports=("tasks.turns", "tasks.delivery", "tasks.maintenance"),
+    )
+    configure_logging(settings.log_level)
+    return app
+
+
+def _beat_schedule(interval_s: float) -> dict[str, dict[str, Any]]:
+    # A sweep that waited in the queue longer than a few intervals is stale: drop it.
+    options = {"queue": MAINTENANCE, "expires": interval_s * 5}
+    return {
+        "sweep-turns": {
+            "task": "maintenance.sweep_turns",
+            "schedule": interval_s,
+            "options": options,
+        },
+        "sweep-deliveries": {
+            "task": "maintenance.sweep_deliveries",
+            "schedule": interval_s,
+            "options": options,
+        },
+    }
+
+
+app = create_celery_app()
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _after_fork(**_: object) -> None:
+    app.reset_runtime()
+
+
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _on_child_exit(**_: object) -> None:
+    app.close_runtime()
+
+
+__all__ = ["DELIVERY", "app"]
