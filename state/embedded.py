@@ -9,6 +9,7 @@ no Redis 7 functions); PostgreSQL 18 with pgvector comes from `pixeltable-pgserv
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
@@ -139,6 +140,8 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
+            # pgserver also registers an atexit hook that logs after stderr may be closed.
+            atexit.unregister(self._server._cleanup)
             with contextlib.suppress(Exception):
                 self._server.stop()
             self._server = None

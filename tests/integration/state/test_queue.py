@@ -1,0 +1,66 @@
+"""The Redis cursor and lease scripts, against a real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from state.models import ConversationRef
+from workers.runtime import Runtime
+
+
+def conv() -> ConversationRef:
+    return ConversationRef(f"t-{uuid.uuid4().hex[:12]}", 1)
+
+
+def test_lease_is_exclusive_until_released(runtime: Runtime) -> None:
+    ref = conv()
+    lease = runtime.queue.acquire(ref, ttl_ms=5000)
+    assert lease is not None
+    assert runtime.queue.acquire(ref, ttl_ms=5000) is None
+    assert lease.release()
+    assert runtime.queue.acquire(ref, ttl_ms=5000) is not None
+
+
+def test_enqueue_reports_whether_a_holder_will_see_the_message(runtime: Runtime) -> None:
+    ref = conv()
+    assert runtime.queue.enqueue(ref, 1) is False  # nobody holds it: send a wake-up
+    lease = runtime.queue.acquire(ref, ttl_ms=5000)
+    assert lease is not None
+    assert runtime.queue.enqueue(ref, 2) is True  # the holder drains it
+
+
+def test_holder_cannot_let_go_while_messages_are_pending(runtime: Runtime) -> None:
+    ref = conv()
+    lease = runtime.queue.acquire(ref, ttl_ms=5000)
+    assert lease is not None
+    runtime.queue.enqueue(ref, 1)
+    runtime.queue.enqueue(ref, 2)
+    assert lease.commit(1)
+    assert lease.release_if_drained(done_seq=1) == 0
+    assert lease.commit(2)
+    assert lease.release_if_drained(done_seq=2) == 1
+    assert runtime.queue.acquire(ref, ttl_ms=5000) is not None
+
+
+def test_postgres_done_seq_catches_the_cursor_up(runtime: Runtime) -> None:
+    """After a Redis flush the cursor is rebuilt from what PostgreSQL says is done."""
+    ref = conv()
+    runtime.queue.enqueue(ref, 3)
+    lease = runtime.queue.acquire(ref, ttl_ms=5000)
+    assert lease is not None
+    assert lease.release_if_drained(done_seq=3) == 1
+
+
+def test_a_taken_over_lease_cannot_commit_or_release(runtime: Runtime) -> None:
+    ref = conv()
+    old = runtime.queue.acquire(ref, ttl_ms=100)
+    assert old is not None
+    time.sleep(0.2)  # the holder paused past its lease
+    new = runtime.queue.acquire(ref, ttl_ms=5000)
+    assert new is not None
+    assert old.renew() is False
+    assert old.commit(1) is False
+    assert old.release_if_drained(done_seq=1) == -1
+    assert old.release() is False
+    assert new.renew() is True
