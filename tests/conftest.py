@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
-import httpx
 
 from channels.web import create_app
 from config.settings import Settings
@@ -120,9 +120,7 @@ def make_tenant(config_dir: Path) -> TenantFactory:
         document = {
             "version": 1,
             "agent": {"kind": "echo", **agent},
-            "channels": {
-                "generic": {"secret_env": TEST_SECRET_ENV, "callback_url": callback_url}
-            },
+            "channels": {"generic": {"secret_env": TEST_SECRET_ENV, "callback_url": callback_url}},
         }
         (config_dir / "tenants" / f"{tenant}.yaml").write_text(yaml.safe_dump(document))
         return tenant

@@ -69,7 +69,9 @@ def test_text_is_stored_without_control_characters(
     web: httpx.Client, make_tenant: TenantFactory, runtime: Runtime
 ) -> None:
     tenant = make_tenant()
-    assert post_signed(web, tenant, TEST_SECRET, payload(text="a\x00b\tc\nd\x1b")).status_code == 202
+    assert (
+        post_signed(web, tenant, TEST_SECRET, payload(text="a\x00b\tc\nd\x1b")).status_code == 202
+    )
     with runtime.engine.connect() as conn:
         stored = conn.execute(
             text("SELECT text FROM inbound_messages WHERE tenant = :t"), {"t": tenant}
@@ -77,13 +79,11 @@ def test_text_is_stored_without_control_characters(
     assert stored == "ab\tc\nd"
 
 
-def _post(
-    web: httpx.Client, tenant: str, body: bytes, headers: dict[str, str]
-) -> httpx.Response:
+def _post(web: httpx.Client, tenant: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
     return web.post(f"/webhooks/{tenant}/generic", content=body, headers=headers)
 
 
-BadRequest = Callable[[str], tuple[bytes, dict[str, str]]]
+BadRequest = Callable[[], tuple[bytes, dict[str, str]]]
 
 
 def _body() -> bytes:
@@ -92,42 +92,40 @@ def _body() -> bytes:
 
 CASES: dict[str, tuple[BadRequest, int, str]] = {
     "bad signature": (
-        lambda t: (_body(), signed_headers("wrong-secret", _body())),
+        lambda: (_body(), signed_headers("wrong-secret", _body())),
         401,
         "bad_signature",
     ),
     "missing signature": (
-        lambda t: (_body(), {"Content-Type": "application/json"}),
+        lambda: (_body(), {"Content-Type": "application/json"}),
         401,
         "bad_signature",
     ),
     "stale timestamp": (
-        lambda t: (_body(), signed_headers(TEST_SECRET, _body(), int(time.time()) - 301)),
+        lambda: (_body(), signed_headers(TEST_SECRET, _body(), int(time.time()) - 301)),
         401,
         "bad_signature",
     ),
     "future timestamp": (
-        lambda t: (_body(), signed_headers(TEST_SECRET, _body(), int(time.time()) + 301)),
+        lambda: (_body(), signed_headers(TEST_SECRET, _body(), int(time.time()) + 301)),
         401,
         "bad_signature",
     ),
     "malformed json": (
-        lambda t: (b"{not json", signed_headers(TEST_SECRET, b"{not json")),
+        lambda: (b"{not json", signed_headers(TEST_SECRET, b"{not json")),
         422,
         "malformed",
     ),
     "missing field": (
-        lambda t: (
+        lambda: (
             b'{"conversation_id": "c", "user_id": "u", "text": "hi"}',
-            signed_headers(
-                TEST_SECRET, b'{"conversation_id": "c", "user_id": "u", "text": "hi"}'
-            ),
+            signed_headers(TEST_SECRET, b'{"conversation_id": "c", "user_id": "u", "text": "hi"}'),
         ),
         422,
         "malformed",
     ),
     "empty id": (
-        lambda t: (
+        lambda: (
             b'{"conversation_id": "", "user_id": "u", "message_id": "m", "text": "hi"}',
             signed_headers(
                 TEST_SECRET,
@@ -137,7 +135,7 @@ CASES: dict[str, tuple[BadRequest, int, str]] = {
         422,
         "malformed",
     ),
-    "json array": (lambda t: (b"[]", signed_headers(TEST_SECRET, b"[]")), 422, "malformed"),
+    "json array": (lambda: (b"[]", signed_headers(TEST_SECRET, b"[]")), 422, "malformed"),
 }
 
 
@@ -147,7 +145,7 @@ def test_bad_input_gets_its_status_and_enqueues_nothing(
 ) -> None:
     build, status, code = CASES[case]
     tenant = make_tenant()
-    body, headers = build(tenant)
+    body, headers = build()
     assert_error(_post(web, tenant, body, headers), status, code)
     assert recorded(runtime, tenant) == (0, 0)
 
@@ -161,7 +159,9 @@ def test_missing_field_is_named(web: httpx.Client, make_tenant: TenantFactory) -
 
 def test_unknown_tenant_is_404(web: httpx.Client, runtime: Runtime) -> None:
     body = _body()
-    assert_error(_post(web, "no-such-tenant", body, signed_headers(TEST_SECRET, body)), 404, "unknown_tenant")
+    assert_error(
+        _post(web, "no-such-tenant", body, signed_headers(TEST_SECRET, body)), 404, "unknown_tenant"
+    )
     assert recorded(runtime, "no-such-tenant") == (0, 0)
 
 
@@ -198,13 +198,18 @@ def test_missing_secret_variable_is_503(
             {
                 "version": 1,
                 "channels": {
-                    "generic": {"secret_env": "UNSET_SECRET_VAR", "callback_url": "http://x.example/"}
+                    "generic": {
+                        "secret_env": "UNSET_SECRET_VAR",
+                        "callback_url": "http://x.example/",
+                    }
                 },
             }
         )
     )
     body = _body()
-    assert_error(_post(web, tenant, body, signed_headers(TEST_SECRET, body)), 503, "channel_not_configured")
+    assert_error(
+        _post(web, tenant, body, signed_headers(TEST_SECRET, body)), 503, "channel_not_configured"
+    )
 
 
 def test_health_readiness_and_metrics(web: httpx.Client, make_tenant: TenantFactory) -> None:
@@ -236,7 +241,10 @@ def bounded_web(
                 {
                     "version": 1,
                     "channels": {
-                        "generic": {"secret_env": TEST_SECRET_ENV, "callback_url": "http://x.example/"}
+                        "generic": {
+                            "secret_env": TEST_SECRET_ENV,
+                            "callback_url": "http://x.example/",
+                        }
                     },
                 }
             )
@@ -261,7 +269,9 @@ def test_full_conversation_inbox_answers_429_and_keeps_what_it_accepted(
     bounded_web: Callable[[dict[str, int]], tuple[httpx.Client, str]], runtime: Runtime
 ) -> None:
     client, tenant = bounded_web({"max_inbox_per_conversation": 2, "retry_after_s": 7})
-    assert [post_signed(client, tenant, TEST_SECRET, payload("c")).status_code for _ in range(2)] == [202, 202]
+    assert [
+        post_signed(client, tenant, TEST_SECRET, payload("c")).status_code for _ in range(2)
+    ] == [202, 202]
     full = post_signed(client, tenant, TEST_SECRET, payload("c"))
     assert_error(full, 429, "inbox_full")
     assert full.headers["Retry-After"] == "7"

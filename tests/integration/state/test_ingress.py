@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from state.ingress import IngressLimits, InboxFull, record_inbound
+from state.ingress import InboxFull, IngressLimits, record_inbound
 from state.models import InboundMessage
 from workers.runtime import Runtime
 
@@ -34,7 +34,10 @@ def test_seq_counts_up_per_conversation(runtime: Runtime) -> None:
     other = record_inbound(runtime.engine, message(tenant, "b"), LIMITS)
     assert seqs == [1, 2, 3]
     assert other.seq == 1
-    assert other.conversation_id != record_inbound(runtime.engine, message(tenant, "a"), LIMITS).conversation_id
+    assert (
+        other.conversation_id
+        != record_inbound(runtime.engine, message(tenant, "a"), LIMITS).conversation_id
+    )
 
 
 def test_a_platform_retry_is_a_duplicate_with_the_original_seq(runtime: Runtime) -> None:
@@ -65,7 +68,9 @@ def test_concurrent_retries_of_one_message_record_it_once(runtime: Runtime) -> N
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(
             pool.map(
-                lambda _: record_inbound(runtime.engine, message(tenant, message_id="same"), LIMITS),
+                lambda _: record_inbound(
+                    runtime.engine, message(tenant, message_id="same"), LIMITS
+                ),
                 range(16),
             )
         )
