@@ -66,6 +66,9 @@ class EchoAgentConfig(_Strict):
     kind: Literal["echo"] = "echo"
     latency_ms: tuple[int, int] = (0, 0)
     prefix: str = ""
+    # Chaos testing: a message containing this text kills the worker process running
+    # it (SIGKILL), every time, like a turn that segfaults or runs out of memory.
+    crash_marker: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _range(self) -> EchoAgentConfig:

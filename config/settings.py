@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         description="Mount /dev/sink, a signed reply receiver for `make dev`; never in production.",
     )
     log_level: str = Field(default="INFO", alias="TURNSTILE_LOG_LEVEL")
+    visibility_timeout_s: int = Field(
+        default=900,
+        ge=1,
+        alias="TURNSTILE_VISIBILITY_TIMEOUT_S",
+        description="Broker redelivery of unacked wake-ups; the same on every process.",
+    )
     sweep_interval_s: float = Field(
         default=2.0,
         gt=0.1,

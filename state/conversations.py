@@ -34,7 +34,9 @@ _CLAIM_NEXT = text(
     """
     WITH c AS (SELECT done_seq, last_seq FROM conversations WHERE id = :cid AND tenant = :tenant),
     m AS (
-        UPDATE inbound_messages SET attempts = attempts + 1
+        UPDATE inbound_messages
+        SET attempts = attempts + 1, started_at = clock_timestamp(), worker = :worker,
+            fence = :fence
         WHERE conversation_id = :cid AND seq = (SELECT done_seq + 1 FROM c)
           AND status = 'pending'
         RETURNING id, tenant, channel, conversation_id, seq, platform_message_id,
@@ -53,7 +55,7 @@ _ADVANCE = text(
 
 _FINISH_INBOUND = text(
     """
-    UPDATE inbound_messages SET status = :status, finished_at = now(),
+    UPDATE inbound_messages SET status = :status, finished_at = clock_timestamp(),
         last_error = CASE
             WHEN CAST(:error AS text) IS NULL THEN NULL
             WHEN last_error IS NULL THEN CAST(:error AS text)
@@ -127,11 +129,11 @@ class ConversationStore:
             ).scalar_one()
         return int(token)
 
-    def claim_next(self, conv: ConversationRef) -> Claim:
+    def claim_next(self, conv: ConversationRef, fence: int, worker: str) -> Claim:
+        """Claim the message at done_seq + 1, recording who claims it under which fence."""
+        params = {"cid": conv.conversation_id, "tenant": conv.tenant, "fence": fence}
         with self._engine.begin() as conn:
-            row = conn.execute(
-                _CLAIM_NEXT, {"cid": conv.conversation_id, "tenant": conv.tenant}
-            ).one()
+            row = conn.execute(_CLAIM_NEXT, {**params, "worker": worker}).one()
         if row.id is None:
             return Claim(None, int(row.done_seq), int(row.conversation_last_seq))
         message = ClaimedMessage(

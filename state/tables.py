@@ -65,6 +65,13 @@ inbound_messages = Table(
     Column("status", Text, nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
+    # Start of the latest attempt: queue lag is started_at - received_at, and two turns
+    # of one conversation never overlap: each starts after its predecessor finished.
+    Column("started_at", DateTime(timezone=True)),
+    # Which process ran the latest attempt, under which fencing token: the first two
+    # questions of any "why did this turn run twice / not at all" investigation.
+    Column("worker", Text),
+    Column("fence", BigInteger),
     Column("finished_at", DateTime(timezone=True)),
     UniqueConstraint(
         "tenant", "channel", "platform_message_id", name="uq_inbound_platform_message"

@@ -20,10 +20,6 @@ from tasks.routing import ALL_QUEUES, DELIVERY, MAINTENANCE, turn_queue
 from workers.logging import configure_logging
 from workers.runtime import Runtime, bootstrap
 
-# Every drain run ends far below this (ordering.drain_max_s <= 120 s plus one turn), so a
-# healthy run is never redelivered by the visibility sweep while it runs; a crashed
-# worker's wake-up is recovered by our own sweep long before this backstop.
-VISIBILITY_TIMEOUT_S = 900
 TASK_SOFT_TIME_LIMIT_S = 600
 TASK_TIME_LIMIT_S = 660
 
@@ -82,8 +78,12 @@ class TurnstileCelery(Celery):  # type: ignore[misc]
 def create_celery_app(settings: Settings | None = None) -> TurnstileCelery:
     settings = settings or load_settings()
     app = TurnstileCelery(settings)
+    # The default visibility timeout (TURNSTILE_VISIBILITY_TIMEOUT_S, 900 s) is far above
+    # any drain run (ordering.drain_max_s <= 120 s plus one turn), so a healthy run is not
+    # redelivered while it runs; and if it is, the lease makes the copy return at once.
+    # A crashed worker's wake-up is recovered by our own sweep long before this backstop.
     transport = {
-        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "visibility_timeout": settings.visibility_timeout_s,
         # kombu 5.7: scan unacked messages on every restore tick, not every 10th.
         "unacked_restore_throttle": 1,
     }

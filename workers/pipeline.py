@@ -8,6 +8,8 @@ to the broker so a long conversation never starves the others on this worker.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,6 +28,11 @@ from workers.metrics import DRAINS, FENCED_WRITES, QUEUE_LAG, TURN_SECONDS, TURN
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+
+
+def worker_id() -> str:
+    """Which process runs an attempt (host:pid); read per call, as prefork forks after import."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class DrainOutcome(StrEnum):
@@ -70,7 +77,7 @@ def _drain(
     for _ in range(ordering.drain_max_turns):
         if cancel.cancelled:
             return DrainOutcome.LEASE_LOST
-        claim = rt.conversations.claim_next(lease.conv)
+        claim = rt.conversations.claim_next(lease.conv, fence, worker_id())
         if claim.message is None:
             empty_claims += 1
             released = lease.release_if_drained(claim.done_seq)
@@ -135,7 +142,8 @@ def _run_turn(
     QUEUE_LAG.observe(max(0.0, (datetime.now(UTC) - message.received_at).total_seconds()))
     try:
         reply = _ask_agent(rt, message, cancel)
-    except TurnCancelled:
+    except TurnCancelled as exc:
+        log.warning("turn.cancelled", reason=str(exc))
         return TurnOutcome.LEASE_LOST
     except Exception as exc:
         log.exception("turn.failed")

@@ -6,7 +6,9 @@ way real LLM turns do, and the prefix shows which config version produced a repl
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 
 from config.schema import EchoAgentConfig
 from workers.agents.base import AgentReply, TurnInput
@@ -22,4 +24,6 @@ class EchoAgent:
         if high_ms > 0:
             cancel.sleep(random.uniform(low_ms, high_ms) / 1000)
         cancel.raise_if_cancelled()
+        if self._config.crash_marker is not None and self._config.crash_marker in turn.text:
+            os.kill(os.getpid(), signal.SIGKILL)
         return AgentReply(text=self._config.prefix + turn.text)

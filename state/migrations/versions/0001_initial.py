@@ -53,6 +53,9 @@ def upgrade() -> None:
         sa.Column("status", sa.Text, nullable=False, server_default="pending"),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text),
+        sa.Column("started_at", TS),
+        sa.Column("worker", sa.Text),
+        sa.Column("fence", sa.BigInteger),
         sa.Column("finished_at", TS),
         sa.UniqueConstraint(
             "tenant", "channel", "platform_message_id", name="uq_inbound_platform_message"

@@ -34,7 +34,7 @@ def counts(runtime: Runtime, tenant: str) -> tuple[int, int]:
 
 
 def commit_turn(runtime: Runtime, ref: ConversationRef, fence: int, reply: str) -> None:
-    claim = runtime.conversations.claim_next(ref)
+    claim = runtime.conversations.claim_next(ref, 0, "test")
     assert claim.message is not None
     with runtime.conversations.turn(claim.message, fence) as uow:
         uow.finish_inbound("done")
@@ -49,14 +49,14 @@ def test_claims_follow_seq_order_and_count_attempts(runtime: Runtime) -> None:
     ref = accept(runtime, tenant, "one")
     accept(runtime, tenant, "two")
     fence = runtime.conversations.bump_fence(ref)
-    first = runtime.conversations.claim_next(ref)
+    first = runtime.conversations.claim_next(ref, 0, "test")
     assert first.message is not None
     assert (first.message.seq, first.message.text, first.message.attempts) == (1, "one", 1)
-    again = runtime.conversations.claim_next(ref)  # a re-run after a crash: same message
+    again = runtime.conversations.claim_next(ref, 0, "test")  # a re-run after a crash: same message
     assert again.message is not None
     assert (again.message.seq, again.message.attempts) == (1, 2)
     commit_turn(runtime, ref, fence, "re: one")
-    second = runtime.conversations.claim_next(ref)
+    second = runtime.conversations.claim_next(ref, 0, "test")
     assert second.message is not None
     assert second.message.seq == 2
 
@@ -78,7 +78,7 @@ def test_a_turn_applied_twice_is_written_once(runtime: Runtime) -> None:
     tenant = f"t-{uuid.uuid4().hex[:12]}"
     ref = accept(runtime, tenant, "one")
     fence = runtime.conversations.bump_fence(ref)
-    claim = runtime.conversations.claim_next(ref)
+    claim = runtime.conversations.claim_next(ref, 0, "test")
     assert claim.message is not None
     commit_turn(runtime, ref, fence, "reply")
     rerun = runtime.conversations.turn(claim.message, fence)
@@ -91,9 +91,9 @@ def test_uncommitted_unit_of_work_rolls_back(runtime: Runtime) -> None:
     tenant = f"t-{uuid.uuid4().hex[:12]}"
     ref = accept(runtime, tenant, "one")
     fence = runtime.conversations.bump_fence(ref)
-    claim = runtime.conversations.claim_next(ref)
+    claim = runtime.conversations.claim_next(ref, 0, "test")
     assert claim.message is not None
     with runtime.conversations.turn(claim.message, fence) as uow:
         uow.add_reply("never committed")
     assert counts(runtime, tenant) == (0, 0)
-    assert runtime.conversations.claim_next(ref).done_seq == 0
+    assert runtime.conversations.claim_next(ref, 0, "test").done_seq == 0
