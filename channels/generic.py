@@ -61,15 +61,22 @@ def parse_webhook(tenant: str, body: bytes) -> InboundMessage:
     )
 
 
-def reply_body(item: OutboxItem, kind: Literal["message", "typing"] = "message") -> bytes:
+def callback_body(
+    tenant: str,
+    conversation_id: str,
+    in_reply_to: str,
+    seq: int,
+    kind: Literal["message", "typing"],
+    text: str,
+) -> bytes:
     return json.dumps(
         {
-            "tenant": item.tenant,
-            "conversation_id": item.conversation_external_id,
-            "in_reply_to": item.in_reply_to,
-            "seq": item.seq,
+            "tenant": tenant,
+            "conversation_id": conversation_id,
+            "in_reply_to": in_reply_to,
+            "seq": seq,
             "type": kind,
-            "text": item.text if kind == "message" else "",
+            "text": text,
         },
         separators=(",", ":"),
         ensure_ascii=False,
@@ -80,17 +87,44 @@ def send_reply(
     http: httpx.Client, callback_url: str, secret: str, item: OutboxItem, timeout_s: float
 ) -> DeliveryResult:
     """POST one signed reply; the result says whether to retry and when."""
-    body = reply_body(item)
+    body = callback_body(
+        item.tenant,
+        item.conversation_external_id,
+        item.in_reply_to,
+        item.seq,
+        "message",
+        item.text,
+    )
+    # Stable across retries: a receiver that saw the reply already can drop it.
+    delivery_id = f"{item.tenant}:{item.conversation_id}:{item.seq}"
+    return _post(http, callback_url, secret, body, timeout_s, delivery_id)
+
+
+def send_typing(
+    http: httpx.Client, callback_url: str, secret: str, body: bytes, timeout_s: float
+) -> DeliveryResult:
+    """POST a typing indicator (best effort: never retried, never stored)."""
+    return _post(http, callback_url, secret, body, timeout_s, None)
+
+
+def _post(
+    http: httpx.Client,
+    url: str,
+    secret: str,
+    body: bytes,
+    timeout_s: float,
+    delivery_id: str | None,
+) -> DeliveryResult:
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "X-Turnstile-Timestamp": str(timestamp),
         "X-Turnstile-Signature": sign(secret, timestamp, body),
-        # Stable across retries: a receiver that saw the reply already can drop it.
-        "X-Turnstile-Delivery-Id": f"{item.tenant}:{item.conversation_id}:{item.seq}",
     }
+    if delivery_id is not None:
+        headers["X-Turnstile-Delivery-Id"] = delivery_id
     try:
-        response = http.post(callback_url, content=body, headers=headers, timeout=timeout_s)
+        response = http.post(url, content=body, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
     return classify_response(response.status_code, response.headers.get("Retry-After"))

@@ -83,14 +83,21 @@ class SessionConfig(_Strict):
     history_turns: int = Field(default=20, ge=1, le=1000)
 
 
-# Only `queue` is built so far; interrupt, reject and coalesce arrive with the ordering work.
-ConcurrencyPolicy = Literal["queue"]
+ConcurrencyPolicy = Literal["queue", "interrupt", "reject", "coalesce"]
 
 
 class GenericChannelConfig(_Strict):
     secret_env: ENV_NAME
     callback_url: AnyHttpUrl
-    concurrency: ConcurrencyPolicy = "queue"
+    # What a message does when it arrives while a turn of its conversation runs; unset
+    # means the channel's default (chat: queue, voice: interrupt).
+    concurrency: ConcurrencyPolicy | None = None
+    # `reject` answers this at once (the message is recorded, not run).
+    busy_text: str = Field(default="Still working on your previous message.", min_length=1)
+    # Send a typing indicator once a turn has run this long (none if unset), then
+    # refresh it every typing_every_s until the turn ends.
+    typing_after_ms: int | None = Field(default=500, ge=0)
+    typing_every_s: float = Field(default=5.0, gt=0.5, le=60)
 
 
 class ChannelsConfig(_Strict):

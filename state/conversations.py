@@ -7,11 +7,12 @@ write, and a turn re-run after a crash is applied once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 
 from state.models import ClaimedMessage, ConversationRef
 
@@ -28,28 +29,34 @@ _BUMP_FENCE = text(
     """
 )
 
-# One round trip: find the message at done_seq + 1 and count this attempt, committed
-# before the agent runs (Redis gives no delivery count; this is the poison bound).
+# One round trip: claim the messages from done_seq + 1 (up to :limit of them) and count
+# this attempt, committed before the agent runs (Redis gives no delivery count; this is
+# the poison bound). A message rejected at ingress is returned too, to be skipped.
 _CLAIM_NEXT = text(
     """
-    WITH c AS (SELECT done_seq, last_seq FROM conversations WHERE id = :cid AND tenant = :tenant),
+    WITH c AS (
+        SELECT done_seq, last_seq, external_id FROM conversations
+        WHERE id = :cid AND tenant = :tenant
+    ),
     m AS (
         UPDATE inbound_messages
-        SET attempts = attempts + 1, started_at = clock_timestamp(), worker = :worker,
-            fence = :fence
-        WHERE conversation_id = :cid AND seq = (SELECT done_seq + 1 FROM c)
-          AND status = 'pending'
+        SET attempts = attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END,
+            started_at = clock_timestamp(), worker = :worker, fence = :fence
+        WHERE conversation_id = :cid
+          AND seq BETWEEN (SELECT done_seq + 1 FROM c) AND (SELECT done_seq + :limit FROM c)
+          AND status IN ('pending', 'rejected')
         RETURNING id, tenant, channel, conversation_id, seq, platform_message_id,
-                  user_external_id, text, attempts, received_at
+                  user_external_id, text, attempts, received_at, status
     )
-    SELECT c.done_seq, c.last_seq AS conversation_last_seq, m.* FROM c LEFT JOIN m ON true
+    SELECT c.done_seq, c.last_seq AS conversation_last_seq, c.external_id, m.*
+    FROM c LEFT JOIN m ON true ORDER BY m.seq
     """
 )
 
 _ADVANCE = text(
     """
-    UPDATE conversations SET done_seq = :seq, attended_at = now()
-    WHERE id = :cid AND fence = :fence AND done_seq = :seq - 1
+    UPDATE conversations SET done_seq = :last_seq, attended_at = now()
+    WHERE id = :cid AND fence = :fence AND done_seq = :first_seq - 1
     """
 )
 
@@ -79,9 +86,19 @@ _INSERT_TRANSCRIPT = text(
 
 _INSERT_OUTBOX = text(
     """
-    INSERT INTO outbox (tenant, channel, conversation_id, seq, in_reply_to, text)
-    VALUES (:tenant, :channel, :cid, :seq, :in_reply_to, :text)
+    INSERT INTO outbox (tenant, channel, conversation_id, seq, in_reply_to, kind, text)
+    VALUES (:tenant, :channel, :cid, :seq, :in_reply_to, :kind, :text)
     ON CONFLICT ON CONSTRAINT uq_outbox_conversation_seq DO NOTHING
+    """
+)
+
+# Reject only a message no worker has claimed yet: if the running turn ended meanwhile
+# and the message already started, it simply runs.
+_REJECT_UNCLAIMED = text(
+    """
+    UPDATE inbound_messages SET status = 'rejected', finished_at = clock_timestamp()
+    WHERE conversation_id = :cid AND seq = :seq AND status = 'pending' AND attempts = 0
+    RETURNING tenant, channel, platform_message_id
     """
 )
 
@@ -101,11 +118,15 @@ _STALE_PENDING = text(
 
 @dataclass(frozen=True)
 class Claim:
-    """Result of a claim: the message (None when drained) and the cursor it was read at."""
+    """Result of a claim: the messages (none when drained) and the cursor read with them."""
 
-    message: ClaimedMessage | None
+    messages: list[ClaimedMessage]
     done_seq: int
     last_seq: int
+
+    @property
+    def message(self) -> ClaimedMessage | None:
+        return self.messages[0] if self.messages else None
 
 
 @dataclass(frozen=True)
@@ -129,26 +150,18 @@ class ConversationStore:
             ).scalar_one()
         return int(token)
 
-    def claim_next(self, conv: ConversationRef, fence: int, worker: str) -> Claim:
-        """Claim the message at done_seq + 1, recording who claims it under which fence."""
+    def claim_next(
+        self, conv: ConversationRef, fence: int, worker: str, *, limit: int = 1
+    ) -> Claim:
+        """Claim up to `limit` messages from done_seq + 1, recording who claims them under
+        which fence; a gap (a message not claimable) ends the batch."""
         params = {"cid": conv.conversation_id, "tenant": conv.tenant, "fence": fence}
         with self._engine.begin() as conn:
-            row = conn.execute(_CLAIM_NEXT, {**params, "worker": worker}).one()
-        if row.id is None:
-            return Claim(None, int(row.done_seq), int(row.conversation_last_seq))
-        message = ClaimedMessage(
-            id=row.id,
-            tenant=row.tenant,
-            channel=row.channel,
-            conversation_id=row.conversation_id,
-            seq=row.seq,
-            platform_message_id=row.platform_message_id,
-            user_external_id=row.user_external_id,
-            text=row.text,
-            attempts=row.attempts,
-            received_at=row.received_at,
-        )
-        return Claim(message, int(row.done_seq), int(row.conversation_last_seq))
+            rows = conn.execute(_CLAIM_NEXT, {**params, "worker": worker, "limit": limit}).all()
+        first = rows[0]
+        messages = [_claimed(row) for row in rows if row.id is not None]
+        contiguous = [m for i, m in enumerate(messages) if m.seq == first.done_seq + 1 + i]
+        return Claim(contiguous, int(first.done_seq), int(first.conversation_last_seq))
 
     def record_error(self, message: ClaimedMessage, error: str) -> None:
         """Keep why an attempt failed; the message stays pending for the next attempt."""
@@ -158,17 +171,41 @@ class ConversationStore:
                 {"cid": message.conversation_id, "seq": message.seq, "error": error[:2000]},
             )
 
-    def mark_dead(self, message: ClaimedMessage, fence: int, reason: str) -> None:
-        """Give up on `message` so its conversation moves on; raises FencedOut if stale."""
-        with self.turn(message, fence) as uow:
-            uow.finish_inbound("dead", reason)
+    def finish_without_turn(
+        self, message: ClaimedMessage, fence: int, status: str, reason: str | None
+    ) -> None:
+        """Move past `message` without running it (dead, or rejected at ingress)."""
+        with self.turn([message], fence) as uow:
+            uow.finish_inbound(message.seq, status, reason)
             uow.commit()
 
+    def reject_if_unclaimed(self, conv: ConversationRef, seq: int, notice: str) -> bool:
+        """Mark a message rejected (recorded, never run) and queue its "busy" notice,
+        unless a worker already claimed it."""
+        with self._engine.begin() as conn:
+            row = conn.execute(_REJECT_UNCLAIMED, {"cid": conv.conversation_id, "seq": seq}).first()
+            if row is None:
+                return False
+            conn.execute(
+                _INSERT_OUTBOX,
+                {
+                    "tenant": row.tenant,
+                    "channel": row.channel,
+                    "cid": conv.conversation_id,
+                    "seq": seq,
+                    "in_reply_to": row.platform_message_id,
+                    "kind": "notice",
+                    "text": notice,
+                },
+            )
+        return True
+
     @contextmanager
-    def turn(self, message: ClaimedMessage, fence: int) -> Iterator[TurnUnitOfWork]:
-        """The turn's one PostgreSQL transaction; rolled back unless commit() is called."""
+    def turn(self, messages: Sequence[ClaimedMessage], fence: int) -> Iterator[TurnUnitOfWork]:
+        """One turn's PostgreSQL transaction over consecutive messages (one, or several
+        coalesced); rolled back unless commit() is called."""
         with self._engine.connect() as conn:
-            uow = TurnUnitOfWork(conn, message, fence)
+            uow = TurnUnitOfWork(conn, messages, fence)
             try:
                 uow.advance()
                 yield uow
@@ -193,38 +230,50 @@ class ConversationStore:
 class TurnUnitOfWork:
     """Writes of one turn, keyed by (conversation, seq) and fenced by the lease token."""
 
-    def __init__(self, conn: Connection, message: ClaimedMessage, fence: int) -> None:
+    def __init__(self, conn: Connection, messages: Sequence[ClaimedMessage], fence: int) -> None:
+        if not messages:
+            raise ValueError("a turn needs at least one message")
         self._conn = conn
-        self._message = message
+        self._first = messages[0]
+        self._last = messages[-1]
         self._fence = fence
         self.committed = False
 
-    def _keys(self) -> dict[str, object]:
-        m = self._message
-        return {"tenant": m.tenant, "cid": m.conversation_id, "seq": m.seq}
+    def _keys(self, seq: int) -> dict[str, object]:
+        return {"tenant": self._first.tenant, "cid": self._first.conversation_id, "seq": seq}
 
     def advance(self) -> None:
-        result = self._conn.execute(_ADVANCE, {**self._keys(), "fence": self._fence})
+        result = self._conn.execute(
+            _ADVANCE,
+            {
+                "cid": self._first.conversation_id,
+                "fence": self._fence,
+                "first_seq": self._first.seq,
+                "last_seq": self._last.seq,
+            },
+        )
         if result.rowcount != 1:
             raise FencedOut(
-                f"conversation {self._message.conversation_id} seq {self._message.seq}: "
+                f"conversation {self._first.conversation_id} seq {self._first.seq}: "
                 f"fence {self._fence} is stale or the turn was already applied"
             )
 
-    def finish_inbound(self, status: str, error: str | None = None) -> None:
-        self._conn.execute(_FINISH_INBOUND, {**self._keys(), "status": status, "error": error})
+    def finish_inbound(self, seq: int, status: str, error: str | None = None) -> None:
+        self._conn.execute(_FINISH_INBOUND, {**self._keys(seq), "status": status, "error": error})
 
-    def add_transcript(self, role: str, body: str) -> None:
-        self._conn.execute(_INSERT_TRANSCRIPT, {**self._keys(), "role": role, "text": body})
+    def add_transcript(self, seq: int, role: str, body: str) -> None:
+        self._conn.execute(_INSERT_TRANSCRIPT, {**self._keys(seq), "role": role, "text": body})
 
     def add_reply(self, body: str) -> None:
-        m = self._message
+        """The turn's reply, keyed by (and answering) its last message."""
+        last = self._last
         self._conn.execute(
             _INSERT_OUTBOX,
             {
-                **self._keys(),
-                "channel": m.channel,
-                "in_reply_to": m.platform_message_id,
+                **self._keys(last.seq),
+                "channel": last.channel,
+                "in_reply_to": last.platform_message_id,
+                "kind": "reply",
                 "text": body,
             },
         )
@@ -232,3 +281,20 @@ class TurnUnitOfWork:
     def commit(self) -> None:
         self._conn.commit()
         self.committed = True
+
+
+def _claimed(row: Row[Any]) -> ClaimedMessage:
+    return ClaimedMessage(
+        id=row.id,
+        tenant=row.tenant,
+        channel=row.channel,
+        conversation_id=row.conversation_id,
+        conversation_external_id=row.external_id,
+        seq=row.seq,
+        platform_message_id=row.platform_message_id,
+        user_external_id=row.user_external_id,
+        text=row.text,
+        attempts=row.attempts,
+        received_at=row.received_at,
+        status=row.status,
+    )

@@ -48,12 +48,14 @@ class ClaimedMessage:
     tenant: str
     channel: str
     conversation_id: int
+    conversation_external_id: str
     seq: int
     platform_message_id: str
     user_external_id: str
     text: str
     attempts: int
     received_at: datetime
+    status: str  # `pending`, or `rejected` at ingress (skipped, never run)
 
 
 class OutboxStatus(StrEnum):

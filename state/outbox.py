@@ -3,6 +3,8 @@
 Delivery of one conversation takes the lowest pending seq first; a reply that waits for
 its next retry holds back the later replies of its conversation only. A dead reply
 (attempts exhausted, or refused for good by the platform) no longer holds anything back.
+Notices (a rejected message's "still working") go first whenever they are due: they
+answer the present, and are never held back behind a slow reply.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ _HEAD = text(
            o.in_reply_to, o.text, o.attempts, o.next_attempt_at
     FROM outbox o JOIN conversations c ON c.id = o.conversation_id
     WHERE o.conversation_id = :cid AND o.tenant = :tenant AND o.status = 'pending'
-    ORDER BY o.seq LIMIT 1
+      AND (o.kind = 'reply' OR o.next_attempt_at <= now())
+    ORDER BY o.kind = 'reply', o.seq LIMIT 1
     """
 )
 

@@ -131,6 +131,12 @@ class ConversationQueue:
             return None
         return Lease(self._scripts, conv, key, queue_key, token, ttl_ms)
 
+    def last_seq(self, conv: ConversationRef) -> int:
+        """The highest accepted seq Redis knows of (0 if none): an interrupt watcher's poll."""
+        keys = ConversationKeys(conv.tenant, conv.conversation_id)
+        value = self._client.hget(keys.queue, "last")
+        return int(value) if value is not None else 0
+
     def holders(self, convs: list[ConversationRef]) -> list[bool]:
         """Which of `convs` have a live lease (one pipelined round trip)."""
         pipe = self._client.pipeline(transaction=False)

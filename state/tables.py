@@ -77,7 +77,10 @@ inbound_messages = Table(
         "tenant", "channel", "platform_message_id", name="uq_inbound_platform_message"
     ),
     UniqueConstraint("conversation_id", "seq", name="uq_inbound_conversation_seq"),
-    CheckConstraint("status IN ('pending', 'done', 'dead')", name="ck_inbound_status"),
+    CheckConstraint(
+        "status IN ('pending', 'done', 'dead', 'interrupted', 'rejected', 'coalesced')",
+        name="ck_inbound_status",
+    ),
     Index("ix_inbound_pending", "tenant", postgresql_where=text("status = 'pending'")),
 )
 
@@ -104,6 +107,9 @@ outbox = Table(
     Column("conversation_id", BigInteger, ForeignKey("conversations.id"), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("in_reply_to", Text, nullable=False),
+    # `reply`: the turn's answer, delivered in seq order. `notice`: an immediate answer
+    # about the conversation (a rejected message's "still working"), not held back.
+    Column("kind", Text, nullable=False, server_default="reply"),
     Column("text", Text, nullable=False),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
@@ -113,6 +119,7 @@ outbox = Table(
     Column("sent_at", DateTime(timezone=True)),
     UniqueConstraint("conversation_id", "seq", name="uq_outbox_conversation_seq"),
     CheckConstraint("status IN ('pending', 'sent', 'dead')", name="ck_outbox_status"),
+    CheckConstraint("kind IN ('reply', 'notice')", name="ck_outbox_kind"),
     Index(
         "ix_outbox_due",
         "next_attempt_at",

@@ -7,13 +7,13 @@ and each class gets its own worker pool when it needs one.
 
 from __future__ import annotations
 
+from channels.kinds import VOICE_CHANNELS
+
 TURNS_CHAT = "turns.chat"
 TURNS_VOICE = "turns.voice"
 DELIVERY = "delivery"
 MAINTENANCE = "maintenance"
 ALL_QUEUES = (TURNS_VOICE, TURNS_CHAT, DELIVERY, MAINTENANCE)
-
-VOICE_CHANNELS = frozenset({"voice"})
 
 
 def turn_queue(channel: str) -> str:

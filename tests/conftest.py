@@ -115,12 +115,17 @@ TenantFactory = Callable[..., str]
 def make_tenant(config_dir: Path) -> TenantFactory:
     """Write a fresh tenant file; returns its id. Each test gets tenants of its own."""
 
-    def _make(callback_url: str = "http://127.0.0.1:9/unused", **agent: object) -> str:
+    def _make(
+        callback_url: str = "http://127.0.0.1:9/unused",
+        channel: dict[str, object] | None = None,
+        **agent: object,
+    ) -> str:
         tenant = f"t-{uuid.uuid4().hex[:12]}"
+        generic = {"secret_env": TEST_SECRET_ENV, "callback_url": callback_url, **(channel or {})}
         document = {
             "version": 1,
             "agent": {"kind": "echo", **agent},
-            "channels": {"generic": {"secret_env": TEST_SECRET_ENV, "callback_url": callback_url}},
+            "channels": {"generic": generic},
         }
         (config_dir / "tenants" / f"{tenant}.yaml").write_text(yaml.safe_dump(document))
         return tenant

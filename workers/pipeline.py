@@ -1,9 +1,9 @@
 """Draining one conversation: the lease holder runs its pending turns in seq order.
 
 A drain run takes the lease (or returns at once: the holder drains), takes a fencing
-token, then claims and runs messages one at a time until the queue is empty, the lease
-is lost, or its budget (turns, seconds) is spent; then it hands the conversation back
-to the broker so a long conversation never starves the others on this worker.
+token, then claims and runs messages until the queue is empty, the lease is lost, or its
+budget (turns, seconds) is spent; then it hands the conversation back to the broker so a
+long conversation never starves the others on this worker.
 """
 
 from __future__ import annotations
@@ -16,18 +16,23 @@ from enum import StrEnum
 
 import structlog
 
-from config.schema import OrderingConfig
+from config.schema import ConcurrencyPolicy, OrderingConfig, TenantConfig
 from state.conversations import FencedOut
 from state.models import ClaimedMessage, ConversationRef
 from state.queue import Lease
 from workers.agents.base import TurnInput
 from workers.agents.registry import build_agent
 from workers.cancel import CancelToken, TurnCancelled
-from workers.heartbeat import LeaseKeeper
+from workers.heartbeat import INTERRUPTED, LeaseKeeper
 from workers.metrics import DRAINS, FENCED_WRITES, QUEUE_LAG, TURN_SECONDS, TURNS
+from workers.policy import concurrency_policy
 from workers.runtime import Runtime
+from workers.typing import TypingIndicator
 
 log = structlog.get_logger(__name__)
+
+# Under `coalesce`, at most this many queued messages become one turn.
+COALESCE_MAX = 20
 
 
 def worker_id() -> str:
@@ -40,10 +45,13 @@ class DrainOutcome(StrEnum):
     DRAINED = "drained"  # nothing pending; lease released
     YIELDED = "yielded"  # budget spent; lease released and a wake-up re-sent
     LEASE_LOST = "lease_lost"  # taken over; this run wrote nothing after that
+    NO_CONFIG = "no_config"  # the tenant file is gone; messages wait for it
 
 
 class TurnOutcome(StrEnum):
     REPLIED = "replied"
+    INTERRUPTED = "interrupted"  # a newer message cancelled it; no reply
+    REJECTED = "rejected"  # refused at ingress while busy; skipped
     FAILED = "failed"  # an error; the message stays pending and is retried
     DEAD = "dead"  # attempts exhausted; the conversation moves on
     LEASE_LOST = "lease_lost"
@@ -51,15 +59,20 @@ class TurnOutcome(StrEnum):
 
 def drain_conversation(rt: Runtime, conv: ConversationRef, channel: str) -> DrainOutcome:
     ordering = rt.config.global_config().ordering
+    tenant = rt.config.tenant(conv.tenant)
     lease = rt.queue.acquire(conv, ttl_ms=int(ordering.lease_ttl_s * 1000))
     if lease is None:
         DRAINS.labels(outcome=DrainOutcome.BUSY).inc()
         return DrainOutcome.BUSY
-    cancel = CancelToken()
+    if tenant is None:
+        log.error("drain.no_tenant_config", tenant=conv.tenant)
+        lease.release()  # messages stay pending; the sweep retries once the file is back
+        return DrainOutcome.NO_CONFIG
+    policy = concurrency_policy(tenant, channel)
     try:
-        with LeaseKeeper(lease, cancel):
+        with LeaseKeeper(lease, rt.queue, watch_interrupts=policy == "interrupt") as keeper:
             fence = rt.conversations.bump_fence(conv)
-            outcome = _drain(rt, lease, fence, cancel, ordering)
+            outcome = _drain(rt, _Holder(lease, keeper, fence), tenant, policy, ordering)
     except BaseException:
         lease.release()  # let the next wake-up (or the sweep) take over at once
         raise
@@ -69,57 +82,95 @@ def drain_conversation(rt: Runtime, conv: ConversationRef, channel: str) -> Drai
     return outcome
 
 
+class _Holder:
+    """What a drain run holds: the lease, its keeper and the fencing token."""
+
+    def __init__(self, lease: Lease, keeper: LeaseKeeper, fence: int) -> None:
+        self.lease = lease
+        self.keeper = keeper
+        self.fence = fence
+
+
 def _drain(
-    rt: Runtime, lease: Lease, fence: int, cancel: CancelToken, ordering: OrderingConfig
+    rt: Runtime,
+    holder: _Holder,
+    tenant: TenantConfig,
+    policy: ConcurrencyPolicy,
+    ordering: OrderingConfig,
 ) -> DrainOutcome:
     deadline = time.monotonic() + ordering.drain_max_s
+    limit = COALESCE_MAX if policy == "coalesce" else 1
     empty_claims = 0
     for _ in range(ordering.drain_max_turns):
-        if cancel.cancelled:
+        if holder.keeper.lost.is_set():
             return DrainOutcome.LEASE_LOST
-        claim = rt.conversations.claim_next(lease.conv, fence, worker_id())
-        if claim.message is None:
+        claim = rt.conversations.claim_next(
+            holder.lease.conv, holder.fence, worker_id(), limit=limit
+        )
+        if not claim.messages:
             empty_claims += 1
-            released = lease.release_if_drained(claim.done_seq)
-            if released == 1:
-                return DrainOutcome.DRAINED
-            if released == -1:
-                return DrainOutcome.LEASE_LOST
-            if empty_claims >= 2:
-                # Redis says more is pending but PostgreSQL, the truth, has none twice in
-                # a row: its cursor is from another life (a restored database). Resync.
-                log.error("queue.cursor_ahead", done_seq=claim.done_seq, last_seq=claim.last_seq)
-                lease.release_resync(claim.done_seq, claim.last_seq)
-                return DrainOutcome.DRAINED
+            released = _try_release(holder.lease, claim.done_seq, claim.last_seq, empty_claims)
+            if released is not None:
+                return released
             continue
         empty_claims = 0
-        outcome = run_turn(rt, claim.message, lease, fence, cancel, ordering)
+        outcome = run_turn(rt, holder, _batch(claim.messages), tenant, ordering)
         if outcome is TurnOutcome.LEASE_LOST:
             return DrainOutcome.LEASE_LOST
         if time.monotonic() >= deadline:
             break
-    lease.release()
+    holder.lease.release()
     return DrainOutcome.YIELDED
+
+
+def _try_release(
+    lease: Lease, done_seq: int, last_seq: int, empty_claims: int
+) -> DrainOutcome | None:
+    """Let go if nothing is pending; None means more arrived: keep draining."""
+    released = lease.release_if_drained(done_seq)
+    if released == 1:
+        return DrainOutcome.DRAINED
+    if released == -1:
+        return DrainOutcome.LEASE_LOST
+    if empty_claims >= 2:
+        # Redis says more is pending but PostgreSQL, the truth, has none twice in a row:
+        # its cursor is from another life (a restored database). Resync and let go.
+        log.error("queue.cursor_ahead", done_seq=done_seq, last_seq=last_seq)
+        lease.release_resync(done_seq, last_seq)
+        return DrainOutcome.DRAINED
+    return None
+
+
+def _batch(messages: list[ClaimedMessage]) -> list[ClaimedMessage]:
+    """A rejected head is skipped alone; otherwise the leading run of pending messages."""
+    if messages[0].status == "rejected":
+        return messages[:1]
+    batch: list[ClaimedMessage] = []
+    for message in messages:
+        if message.status != "pending":
+            break
+        batch.append(message)
+    return batch
 
 
 def run_turn(
     rt: Runtime,
-    message: ClaimedMessage,
-    lease: Lease,
-    fence: int,
-    cancel: CancelToken,
+    holder: _Holder,
+    batch: list[ClaimedMessage],
+    tenant: TenantConfig,
     ordering: OrderingConfig,
 ) -> TurnOutcome:
-    """Run one claimed message and persist its effects once, under the fence."""
+    """Run one turn over `batch` and persist its effects once, under the fence."""
+    last = batch[-1]
     structlog.contextvars.bind_contextvars(
-        tenant=message.tenant,
-        conversation=message.conversation_id,
-        seq=message.seq,
-        message_id=message.platform_message_id,
-        attempt=message.attempts,
+        tenant=last.tenant,
+        conversation=last.conversation_id,
+        seq=last.seq,
+        message_id=last.platform_message_id,
+        attempt=last.attempts,
     )
     try:
-        outcome = _run_turn(rt, message, lease, fence, cancel, ordering)
+        outcome = _run_turn(rt, holder, batch, tenant, ordering)
     finally:
         structlog.contextvars.unbind_contextvars(
             "tenant", "conversation", "seq", "message_id", "attempt"
@@ -130,75 +181,120 @@ def run_turn(
 
 def _run_turn(
     rt: Runtime,
-    message: ClaimedMessage,
-    lease: Lease,
-    fence: int,
-    cancel: CancelToken,
+    holder: _Holder,
+    batch: list[ClaimedMessage],
+    tenant: TenantConfig,
     ordering: OrderingConfig,
 ) -> TurnOutcome:
-    if message.attempts > ordering.max_attempts:
-        return _give_up(rt, message, lease, fence, ordering.max_attempts)
+    head = batch[0]
+    if head.status == "rejected":
+        return _finish_without_turn(rt, holder, head, "rejected", None, TurnOutcome.REJECTED)
+    if head.attempts > ordering.max_attempts:
+        reason = f"gave up after {ordering.max_attempts} attempts"
+        log.error("turn.dead", reason=reason)
+        return _finish_without_turn(rt, holder, head, "dead", reason, TurnOutcome.DEAD)
     started = time.monotonic()
-    QUEUE_LAG.observe(max(0.0, (datetime.now(UTC) - message.received_at).total_seconds()))
+    now = datetime.now(UTC)
+    for message in batch:
+        QUEUE_LAG.observe(max(0.0, (now - message.received_at).total_seconds()))
+    cancel = holder.keeper.begin_turn(batch[-1].seq)
     try:
-        reply = _ask_agent(rt, message, cancel)
+        with TypingIndicator(rt.http, tenant.channels.generic, batch[-1]):
+            reply = _ask_agent(rt, batch, tenant, cancel)
     except TurnCancelled as exc:
+        if cancel.reason == INTERRUPTED:
+            return _persist_interrupted(rt, holder, batch)
         log.warning("turn.cancelled", reason=str(exc))
         return TurnOutcome.LEASE_LOST
     except Exception as exc:
         log.exception("turn.failed")
-        rt.conversations.record_error(message, f"{type(exc).__name__}: {exc}")
+        rt.conversations.record_error(head, f"{type(exc).__name__}: {exc}")
         return TurnOutcome.FAILED
+    finally:
+        holder.keeper.end_turn()
+    outcome = _persist_reply(rt, holder, batch, reply)
+    if outcome is TurnOutcome.REPLIED:
+        TURN_SECONDS.observe(time.monotonic() - started)
+        log.info("turn.replied", messages=len(batch), duration_ms=_ms_since(started))
+    return outcome
+
+
+def _ask_agent(
+    rt: Runtime, batch: list[ClaimedMessage], tenant: TenantConfig, cancel: CancelToken
+) -> str:
+    last = batch[-1]
+    turn = TurnInput(
+        tenant=last.tenant,
+        conversation_id=last.conversation_id,
+        seq=last.seq,
+        message_id=last.platform_message_id,
+        text="\n".join(message.text for message in batch),
+        tenant_config=tenant,
+        global_config=rt.config.global_config(),
+    )
+    return build_agent(tenant).run(turn, cancel).text
+
+
+def _persist_reply(
+    rt: Runtime, holder: _Holder, batch: list[ClaimedMessage], reply: str
+) -> TurnOutcome:
+    last = batch[-1]
     try:
-        with rt.conversations.turn(message, fence) as uow:
-            uow.finish_inbound("done")
-            uow.add_transcript("user", message.text)
-            uow.add_transcript("assistant", reply)
+        with rt.conversations.turn(batch, holder.fence) as uow:
+            for message in batch:
+                uow.finish_inbound(message.seq, "done" if message is last else "coalesced")
+                uow.add_transcript(message.seq, "user", message.text)
+            uow.add_transcript(last.seq, "assistant", reply)
             uow.add_reply(reply)
             uow.commit()
     except FencedOut:
-        FENCED_WRITES.labels(store="postgres").inc()
-        log.warning("turn.fenced", store="postgres", fence=fence)
-        return TurnOutcome.LEASE_LOST
-    rt.wakeups.delivery(lease.conv)
-    TURN_SECONDS.observe(time.monotonic() - started)
-    if not lease.commit(message.seq):
-        # PostgreSQL took the turn under a fence that was still current; only the Redis
-        # cursor write was refused, and the next holder rebuilds it from PostgreSQL.
-        FENCED_WRITES.labels(store="redis").inc()
-        log.warning("turn.fenced", store="redis", fence=fence)
-        return TurnOutcome.LEASE_LOST
-    log.info("turn.replied", duration_ms=round((time.monotonic() - started) * 1000, 1))
-    return TurnOutcome.REPLIED
+        return _fenced("postgres", holder.fence)
+    rt.wakeups.delivery(holder.lease.conv)
+    return _commit_cursor(holder, last.seq, TurnOutcome.REPLIED)
 
 
-def _ask_agent(rt: Runtime, message: ClaimedMessage, cancel: CancelToken) -> str:
-    tenant_config = rt.config.tenant(message.tenant)
-    if tenant_config is None:
-        raise LookupError(f"tenant {message.tenant!r} has no config file")
-    turn = TurnInput(
-        tenant=message.tenant,
-        conversation_id=message.conversation_id,
-        seq=message.seq,
-        message_id=message.platform_message_id,
-        text=message.text,
-        tenant_config=tenant_config,
-        global_config=rt.config.global_config(),
-    )
-    return build_agent(tenant_config).run(turn, cancel).text
-
-
-def _give_up(
-    rt: Runtime, message: ClaimedMessage, lease: Lease, fence: int, max_attempts: int
-) -> TurnOutcome:
-    reason = f"gave up after {max_attempts} attempts"
+def _persist_interrupted(rt: Runtime, holder: _Holder, batch: list[ClaimedMessage]) -> TurnOutcome:
+    """History keeps what the user said, marked interrupted; no reply is stored or sent."""
     try:
-        rt.conversations.mark_dead(message, fence, reason)
+        with rt.conversations.turn(batch, holder.fence) as uow:
+            for message in batch:
+                uow.finish_inbound(message.seq, "interrupted")
+                uow.add_transcript(message.seq, "user", message.text)
+            uow.commit()
     except FencedOut:
-        FENCED_WRITES.labels(store="postgres").inc()
-        return TurnOutcome.LEASE_LOST
-    log.error("turn.dead", reason=reason)
-    if not lease.commit(message.seq):
-        FENCED_WRITES.labels(store="redis").inc()
-        return TurnOutcome.LEASE_LOST
-    return TurnOutcome.DEAD
+        return _fenced("postgres", holder.fence)
+    log.info("turn.interrupted")
+    return _commit_cursor(holder, batch[-1].seq, TurnOutcome.INTERRUPTED)
+
+
+def _finish_without_turn(
+    rt: Runtime,
+    holder: _Holder,
+    message: ClaimedMessage,
+    status: str,
+    reason: str | None,
+    outcome: TurnOutcome,
+) -> TurnOutcome:
+    try:
+        rt.conversations.finish_without_turn(message, holder.fence, status, reason)
+    except FencedOut:
+        return _fenced("postgres", holder.fence)
+    return _commit_cursor(holder, message.seq, outcome)
+
+
+def _commit_cursor(holder: _Holder, seq: int, outcome: TurnOutcome) -> TurnOutcome:
+    if holder.lease.commit(seq):
+        return outcome
+    # PostgreSQL took the turn under a fence that was still current; only the Redis
+    # cursor write was refused, and the next holder rebuilds it from PostgreSQL.
+    return _fenced("redis", holder.fence)
+
+
+def _fenced(store: str, fence: int) -> TurnOutcome:
+    FENCED_WRITES.labels(store=store).inc()
+    log.warning("turn.fenced", store=store, fence=fence)
+    return TurnOutcome.LEASE_LOST
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)

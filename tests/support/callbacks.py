@@ -92,12 +92,16 @@ class CallbackServer:
         with self._lock:
             self.received.append(Received(json.loads(body), time.time(), ok))
 
-    def messages(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
+    def messages(
+        self, conversation_id: str | None = None, kind: str = "message"
+    ) -> list[dict[str, Any]]:
+        """Received bodies of type `kind` (replies by default, or "typing")."""
         with self._lock:
             return [
                 r.body
                 for r in self.received
-                if conversation_id is None or r.body["conversation_id"] == conversation_id
+                if r.body["type"] == kind
+                and (conversation_id is None or r.body["conversation_id"] == conversation_id)
             ]
 
     def wait_for(self, count: int, timeout_s: float = 15.0) -> list[dict[str, Any]]:

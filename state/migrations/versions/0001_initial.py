@@ -61,7 +61,7 @@ def upgrade() -> None:
             "tenant", "channel", "platform_message_id", name="uq_inbound_platform_message"
         ),
         sa.UniqueConstraint("conversation_id", "seq", name="uq_inbound_conversation_seq"),
-        sa.CheckConstraint("status IN ('pending', 'done', 'dead')", name="ck_inbound_status"),
+        sa.CheckConstraint("status IN ('pending', 'done', 'dead', 'interrupted', 'rejected', 'coalesced')", name="ck_inbound_status"),
     )
     op.create_index(
         "ix_inbound_pending",
@@ -93,6 +93,7 @@ def upgrade() -> None:
         ),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("in_reply_to", sa.Text, nullable=False),
+        sa.Column("kind", sa.Text, nullable=False, server_default="reply"),
         sa.Column("text", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False, server_default="pending"),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -102,6 +103,7 @@ def upgrade() -> None:
         sa.Column("sent_at", TS),
         sa.UniqueConstraint("conversation_id", "seq", name="uq_outbox_conversation_seq"),
         sa.CheckConstraint("status IN ('pending', 'sent', 'dead')", name="ck_outbox_status"),
+        sa.CheckConstraint("kind IN ('reply', 'notice')", name="ck_outbox_kind"),
     )
     op.create_index(
         "ix_outbox_due",

@@ -36,10 +36,11 @@ def counts(runtime: Runtime, tenant: str) -> tuple[int, int]:
 def commit_turn(runtime: Runtime, ref: ConversationRef, fence: int, reply: str) -> None:
     claim = runtime.conversations.claim_next(ref, 0, "test")
     assert claim.message is not None
-    with runtime.conversations.turn(claim.message, fence) as uow:
-        uow.finish_inbound("done")
-        uow.add_transcript("user", claim.message.text)
-        uow.add_transcript("assistant", reply)
+    message = claim.message
+    with runtime.conversations.turn([message], fence) as uow:
+        uow.finish_inbound(message.seq, "done")
+        uow.add_transcript(message.seq, "user", message.text)
+        uow.add_transcript(message.seq, "assistant", reply)
         uow.add_reply(reply)
         uow.commit()
 
@@ -81,7 +82,7 @@ def test_a_turn_applied_twice_is_written_once(runtime: Runtime) -> None:
     claim = runtime.conversations.claim_next(ref, 0, "test")
     assert claim.message is not None
     commit_turn(runtime, ref, fence, "reply")
-    rerun = runtime.conversations.turn(claim.message, fence)
+    rerun = runtime.conversations.turn([claim.message], fence)
     with pytest.raises(FencedOut):
         rerun.__enter__()
     assert counts(runtime, tenant) == (2, 1)
@@ -93,7 +94,7 @@ def test_uncommitted_unit_of_work_rolls_back(runtime: Runtime) -> None:
     fence = runtime.conversations.bump_fence(ref)
     claim = runtime.conversations.claim_next(ref, 0, "test")
     assert claim.message is not None
-    with runtime.conversations.turn(claim.message, fence) as uow:
+    with runtime.conversations.turn([claim.message], fence) as uow:
         uow.add_reply("never committed")
     assert counts(runtime, tenant) == (0, 0)
     assert runtime.conversations.claim_next(ref, 0, "test").done_seq == 0
