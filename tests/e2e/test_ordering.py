@@ -131,13 +131,15 @@ def test_poison_message_is_retried_a_bounded_number_of_times_then_dead(
     assert [m["text"] for m in callback_server.messages()] == ["after the poison"]
 
 
-def test_state_redis_flushed_while_messages_queue_loses_nothing(
+def test_redis_flushed_while_messages_queue_loses_nothing(
     worker: Proc, web: httpx.Client, make_tenant: TenantFactory, runtime: Runtime
 ) -> None:
+    """FLUSHALL: cursors, leases and the broker's queued wake-ups are all gone; the
+    PostgreSQL record and the sweep bring every message back, once, in order."""
     tenant = make_tenant(latency_ms=[50, 100])
     conversations = [f"f{n}" for n in range(5)]
     send_conversations(str(web.base_url), tenant, TEST_SECRET, conversations, 8)
-    runtime.redis.flushdb()  # cursors and leases gone; PostgreSQL still has the queue
+    runtime.redis.flushall()
     wait_finished(runtime, tenant, 40, timeout_s=60)
     assert_ordered_exactly_once(runtime, tenant, 8)
 

@@ -31,6 +31,7 @@ class CallbackServer:
     attempts: int = 0
     _failures: deque[int] = field(default_factory=deque)
     _always_fail: int | None = None
+    _failing_conversations: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -41,7 +42,7 @@ class CallbackServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                status = owner._next_status()
+                status = owner._next_status(json.loads(body).get("conversation_id"))
                 if status == 200:
                     owner._record(body, self.headers)
                 self.send_response(status)
@@ -70,11 +71,21 @@ class CallbackServer:
         with self._lock:
             self._always_fail = status
 
-    def _next_status(self) -> int:
+    def fail_conversation(self, conversation_id: str, status: int | None) -> None:
+        """Fail every POST for one conversation with `status` (None: heal it)."""
+        with self._lock:
+            if status is None:
+                self._failing_conversations.pop(conversation_id, None)
+            else:
+                self._failing_conversations[conversation_id] = status
+
+    def _next_status(self, conversation_id: str | None) -> int:
         with self._lock:
             self.attempts += 1
             if self._always_fail is not None:
                 return self._always_fail
+            if conversation_id in self._failing_conversations:
+                return self._failing_conversations[conversation_id]
             return self._failures.popleft() if self._failures else 200
 
     def _record(self, body: bytes, headers: Any) -> None:
