@@ -84,8 +84,10 @@ def create_celery_app(settings: Settings | None = None) -> TurnstileCelery:
     # A crashed worker's wake-up is recovered by our own sweep long before this backstop.
     transport = {
         "visibility_timeout": settings.visibility_timeout_s,
-        # kombu 5.7: scan unacked messages on every restore tick, not every 10th.
+        # kombu 5.7: scan unacked messages on every restore tick (not every 10th), and
+        # tick often enough for a short visibility timeout to mean what it says.
         "unacked_restore_throttle": 1,
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
     }
     app.conf.update(
         broker_url=settings.effective_broker_url or "memory://",

@@ -223,3 +223,44 @@ def test_killing_a_whole_worker_node_loses_no_turn(
         node.stop(timeout_s=1)
     wait_finished(runtime, tenant, 30, timeout_s=60)
     assert_ordered_exactly_once(runtime, tenant, 5)
+
+
+def test_a_turn_longer_than_the_visibility_timeout_never_runs_twice_at_once(
+    worker: Proc,
+    web: httpx.Client,
+    make_tenant: TenantFactory,
+    runtime: Runtime,
+    service_env: dict[str, str],
+    celery_client: TurnstileCelery,
+    tmp_path: Path,
+) -> None:
+    """The broker redelivers the wake-up of a 6 s turn after 2 s; the copy finds the
+    lease held and returns, so the turn runs once."""
+    env = {
+        **service_env,
+        "TURNSTILE_WORKER_CONCURRENCY": "2",
+        "TURNSTILE_VISIBILITY_TIMEOUT_S": "2",
+        "TURNSTILE_LOG_LEVEL": "DEBUG",
+        "TURNSTILE_DATA_DIR": str(tmp_path),
+    }
+    node = spawn("node-v", ["worker"], env, tmp_path)
+    try:
+        wait_for_workers(celery_client, 2, node)
+        os.killpg(worker.process.pid, signal.SIGSTOP)
+        tenant = make_tenant(latency_ms=[6000, 6000])
+        post_signed(web, tenant, TEST_SECRET, payload("long", "takes a while"))
+        wait_finished(runtime, tenant, 1, timeout_s=30)
+    finally:
+        os.killpg(worker.process.pid, signal.SIGCONT)
+        node.stop(timeout_s=10)
+    received = [
+        line for line in node.log().splitlines() if "turns.process[" in line and "received" in line
+    ]
+    task_ids = [line.split("turns.process[", 1)[1].split("]", 1)[0] for line in received]
+    assert len(task_ids) > len(set(task_ids)), "the broker never redelivered the wake-up"
+    with runtime.engine.connect() as conn:
+        attempts = conn.execute(
+            text("SELECT attempts FROM inbound_messages WHERE tenant = :t"), {"t": tenant}
+        ).scalar_one()
+    assert attempts == 1
+    assert_ordered_exactly_once_single(runtime, tenant)
