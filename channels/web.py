@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from channels import generic
 from channels.devsink import DevSink, mount_dev_sink
 from channels.errors import WebhookError, error_response
+from channels.metrics import depth_registry, render_metrics
 from channels.secrets import read_secret
 from channels.signing import SignatureError, verify
 from state.ingress import InboxFull
@@ -41,6 +42,7 @@ INGRESS_SECONDS = Histogram(
 def create_app(rt: Runtime) -> FastAPI:
     app = FastAPI(title="Turnstile", docs_url=None, redoc_url=None)
     backlog = Backlog()
+    depth = depth_registry(rt.engine)
     _install_error_handlers(app)
 
     @app.post("/webhooks/{tenant}/generic", status_code=202)
@@ -69,7 +71,8 @@ def create_app(rt: Runtime) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = await run_in_threadpool(render_metrics, depth)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     if rt.settings.dev_sink:
         mount_dev_sink(app, rt, DevSink())

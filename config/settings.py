@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", alias="TURNSTILE_HTTP_HOST")
     http_port: Port = Field(default=8000, alias="TURNSTILE_HTTP_PORT")
     flower_port: Port = Field(default=5555, alias="TURNSTILE_FLOWER_PORT")
+    worker_metrics_port: Port | None = Field(
+        default=None,
+        alias="TURNSTILE_WORKER_METRICS_PORT",
+        description="Serve the worker node's Prometheus metrics (all its processes) here.",
+    )
     worker_concurrency: int | None = Field(
         default=None, ge=1, le=512, alias="TURNSTILE_WORKER_CONCURRENCY"
     )

@@ -18,6 +18,7 @@ from config.settings import Settings, load_settings
 from state.models import ConversationRef
 from tasks.routing import ALL_QUEUES, DELIVERY, MAINTENANCE, turn_queue
 from workers.logging import configure_logging
+from workers.metrics_server import forget_process
 from workers.runtime import Runtime, bootstrap
 
 TASK_SOFT_TIME_LIMIT_S = 600
@@ -143,8 +144,10 @@ def _after_fork(**_: object) -> None:
 
 
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]
-def _on_child_exit(**_: object) -> None:
+def _on_child_exit(pid: int | None = None, **_: object) -> None:
     app.close_runtime()
+    if pid is not None:
+        forget_process(pid)
 
 
 __all__ = ["DELIVERY", "app"]

@@ -25,7 +25,7 @@ from state.migrate import upgrade
 from tasks.app import TurnstileCelery, create_celery_app
 from tests.support.callbacks import CallbackServer
 from tests.support.processes import Proc, spawn, wait_for_workers
-from tests.support.webserver import WebServer
+from tests.support.webserver import WebServer, free_port
 from workers.runtime import Runtime
 
 TEST_SECRET_ENV = "TURNSTILE_TEST_SECRET"
@@ -161,7 +161,12 @@ def system(
 ) -> Iterator[list[Proc]]:
     """Real worker processes (3 prefork children) and beat, shared by the e2e tests."""
     logs = tmp_path_factory.mktemp("logs")
-    env = {**service_env, "TURNSTILE_WORKER_CONCURRENCY": "3", "TURNSTILE_DATA_DIR": str(logs)}
+    env = {
+        **service_env,
+        "TURNSTILE_WORKER_CONCURRENCY": "3",
+        "TURNSTILE_DATA_DIR": str(logs),
+        "TURNSTILE_WORKER_METRICS_PORT": str(free_port()),
+    }
     worker = spawn("worker", ["worker"], env, logs)
     beat = spawn("beat", ["beat"], env, logs)
     procs = [worker, beat]

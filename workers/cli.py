@@ -90,8 +90,14 @@ def worker(
     """Run a Celery worker (TURNSTILE_WORKER_CONCURRENCY processes, else one per CPU)."""
     settings = _settings()
     _require(settings)
+    from workers import metrics_server
+
+    if settings.worker_metrics_port:
+        metrics_server.prepare(settings.data_dir)
     from tasks.app import app as celery_app
 
+    if settings.worker_metrics_port:
+        metrics_server.serve(settings.worker_metrics_port, settings.http_host)
     argv = ["worker", "-Q", queues, "-O", "fair", f"--loglevel={_celery_level(settings)}"]
     if settings.worker_concurrency:
         argv.append(f"--concurrency={settings.worker_concurrency}")

@@ -71,6 +71,7 @@ def _child_env(services: EmbeddedServices) -> dict[str, str]:
     env.setdefault("BROKER_URL", env["REDIS_URL"])
     env.setdefault("TURNSTILE_DEMO_SECRET", DEV_DEMO_SECRET)
     env.setdefault("TURNSTILE_WORKER_CONCURRENCY", "2")
+    env.setdefault("TURNSTILE_WORKER_METRICS_PORT", "9808")
     env["TURNSTILE_DEV_SINK"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -143,6 +144,7 @@ def _banner(settings: Settings, env: dict[str, str]) -> None:
         f"  webhook   POST {base}/webhooks/demo/generic",
         f"  health    {base}/healthz   metrics {base}/metrics",
         f"  flower    http://127.0.0.1:{settings.flower_port}/",
+        f"  worker metrics http://127.0.0.1:{env['TURNSTILE_WORKER_METRICS_PORT']}/metrics",
         "  try it, in another terminal:",
         f'    {secret_note}.venv/bin/turnstile send "hello"',
         "",

@@ -12,6 +12,17 @@ QUEUE_LAG = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 TURN_SECONDS = Histogram("turnstile_turn_seconds", "Duration of one turn.")
+TURN_STAGE_SECONDS = Histogram(
+    "turnstile_turn_stage_seconds",
+    "Duration of each stage of a turn: claim, agent, persist.",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TURN_RERUNS = Counter(
+    "turnstile_turn_reruns_total",
+    "Attempts at a message that an earlier attempt already started (a crash, a takeover"
+    " after a lost lease, or an error).",
+)
 FENCED_WRITES = Counter(
     "turnstile_fenced_writes_total", "Commits refused because the lease was taken over.", ["store"]
 )

@@ -24,7 +24,15 @@ from workers.agents.base import TurnInput
 from workers.agents.registry import build_agent
 from workers.cancel import CancelToken, TurnCancelled
 from workers.heartbeat import INTERRUPTED, LeaseKeeper
-from workers.metrics import DRAINS, FENCED_WRITES, QUEUE_LAG, TURN_SECONDS, TURNS
+from workers.metrics import (
+    DRAINS,
+    FENCED_WRITES,
+    QUEUE_LAG,
+    TURN_RERUNS,
+    TURN_SECONDS,
+    TURN_STAGE_SECONDS,
+    TURNS,
+)
 from workers.policy import concurrency_policy
 from workers.runtime import Runtime
 from workers.typing import TypingIndicator
@@ -104,9 +112,11 @@ def _drain(
     for _ in range(ordering.drain_max_turns):
         if holder.keeper.lost.is_set():
             return DrainOutcome.LEASE_LOST
+        claimed_at = time.monotonic()
         claim = rt.conversations.claim_next(
             holder.lease.conv, holder.fence, worker_id(), limit=limit
         )
+        TURN_STAGE_SECONDS.labels(stage="claim").observe(time.monotonic() - claimed_at)
         if not claim.messages:
             empty_claims += 1
             released = _try_release(holder.lease, claim.done_seq, claim.last_seq, empty_claims)
@@ -197,6 +207,8 @@ def _run_turn(
     now = datetime.now(UTC)
     for message in batch:
         QUEUE_LAG.observe(max(0.0, (now - message.received_at).total_seconds()))
+    if head.attempts > 1:
+        TURN_RERUNS.inc()
     cancel = holder.keeper.begin_turn(batch[-1].seq)
     try:
         with TypingIndicator(rt.http, tenant.channels.generic, batch[-1]):
@@ -212,7 +224,10 @@ def _run_turn(
         return TurnOutcome.FAILED
     finally:
         holder.keeper.end_turn()
+    persisting = time.monotonic()
+    TURN_STAGE_SECONDS.labels(stage="agent").observe(persisting - started)
     outcome = _persist_reply(rt, holder, batch, reply)
+    TURN_STAGE_SECONDS.labels(stage="persist").observe(time.monotonic() - persisting)
     if outcome is TurnOutcome.REPLIED:
         TURN_SECONDS.observe(time.monotonic() - started)
         log.info("turn.replied", messages=len(batch), duration_ms=_ms_since(started))

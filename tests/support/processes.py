@@ -19,6 +19,7 @@ class Proc:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    env: dict[str, str]
 
     def stop(self, timeout_s: float = 20.0) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -44,7 +45,7 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Pro
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Proc(name, process, log_path)
+    return Proc(name, process, log_path, env)
 
 
 def wait_for_workers(app: Celery, count: int, proc: Proc, timeout_s: float = 60.0) -> None:

@@ -11,6 +11,12 @@ import uvicorn
 from fastapi import FastAPI
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass
 class WebServer:
     app: FastAPI
@@ -19,9 +25,7 @@ class WebServer:
     _thread: threading.Thread = field(init=False)
 
     def start(self) -> WebServer:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
         )
