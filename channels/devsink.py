@@ -18,9 +18,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from channels import generic
 from channels.errors import WebhookError
 from channels.secrets import read_secret
-from channels.signing import SignatureError, verify
+from channels.signing import SignatureError
 from workers.runtime import Runtime
 
 MAX_REPLIES = 1000
@@ -57,13 +58,7 @@ def mount_dev_sink(app: FastAPI, rt: Runtime, sink: DevSink) -> None:
             raise WebhookError(404, "unknown_tenant", f"no tenant {tenant!r} with a secret")
         body = await request.body()
         try:
-            verify(
-                secret,
-                request.headers.get("x-turnstile-timestamp"),
-                request.headers.get("x-turnstile-signature"),
-                body,
-                now=time.time(),
-            )
+            generic.verify_request(secret, request.headers, body)
         except SignatureError as exc:
             raise WebhookError(401, "bad_signature", str(exc)) from None
         sink.add(json.loads(body))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from channels.delivery_result import DeliveryResult, classify_response
-from channels.signing import sign
+from channels.signing import sign, verify
 from channels.text import clean_text
 from state.models import InboundMessage, OutboxItem
 
@@ -38,6 +39,17 @@ class GenericWebhook(BaseModel):
 
 class PayloadError(ValueError):
     """A malformed body; the text names the field and is safe to return."""
+
+
+def verify_request(secret: str, headers: Mapping[str, str], body: bytes) -> None:
+    """Raise SignatureError unless the X-Turnstile headers sign `body`, now."""
+    verify(
+        secret,
+        headers.get("x-turnstile-timestamp"),
+        headers.get("x-turnstile-signature"),
+        body,
+        now=time.time(),
+    )
 
 
 def parse_webhook(tenant: str, body: bytes) -> InboundMessage:

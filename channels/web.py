@@ -22,7 +22,7 @@ from channels.devsink import DevSink, mount_dev_sink
 from channels.errors import WebhookError, error_response
 from channels.metrics import depth_registry, render_metrics
 from channels.secrets import read_secret
-from channels.signing import SignatureError, verify
+from channels.signing import SignatureError
 from state.ingress import InboxFull
 from workers.ingress import Backlog, accept
 from workers.runtime import Runtime
@@ -125,13 +125,7 @@ def _ingest_generic(
             f"environment variable {config.channels.generic.secret_env} is not set",
         )
     try:
-        verify(
-            secret,
-            request.headers.get("x-turnstile-timestamp"),
-            request.headers.get("x-turnstile-signature"),
-            body,
-            now=time.time(),
-        )
+        generic.verify_request(secret, request.headers, body)
     except SignatureError as exc:
         raise WebhookError(401, "bad_signature", str(exc)) from None
     try:

@@ -192,6 +192,24 @@ def wait_for(predicate, timeout_s: float):  # type: ignore[no-untyped-def]
     raise AssertionError("condition not reached in time")
 
 
+def second_node(
+    service_env: dict[str, str],
+    celery_client: TurnstileCelery,
+    tmp_path: Path,
+    overrides: dict[str, str],
+) -> Proc:
+    """Another worker node (2 processes) on the same services, ready to take work."""
+    env = {
+        **service_env,
+        "TURNSTILE_WORKER_CONCURRENCY": "2",
+        "TURNSTILE_DATA_DIR": str(tmp_path),
+        **overrides,
+    }
+    node = spawn("second-node", ["worker"], env, tmp_path)
+    wait_for_workers(celery_client, 2, node)
+    return node
+
+
 def test_killing_a_whole_worker_node_loses_no_turn(
     worker: Proc,
     web: httpx.Client,
@@ -203,14 +221,8 @@ def test_killing_a_whole_worker_node_loses_no_turn(
 ) -> None:
     """A second node takes the work while the first is paused, then dies with running
     and prefetched wake-ups (parent and children SIGKILLed); nothing is lost."""
-    node = spawn(
-        "node-b",
-        ["worker"],
-        {**service_env, "TURNSTILE_WORKER_CONCURRENCY": "2", "TURNSTILE_DATA_DIR": str(tmp_path)},
-        tmp_path,
-    )
+    node = second_node(service_env, celery_client, tmp_path, {})
     try:
-        wait_for_workers(celery_client, 2, node)
         os.killpg(worker.process.pid, signal.SIGSTOP)
         tenant = make_tenant(latency_ms=[100, 200])
         conversations = [f"n{n}" for n in range(6)]
@@ -236,16 +248,9 @@ def test_a_turn_longer_than_the_visibility_timeout_never_runs_twice_at_once(
 ) -> None:
     """The broker redelivers the wake-up of a 6 s turn after 2 s; the copy finds the
     lease held and returns, so the turn runs once."""
-    env = {
-        **service_env,
-        "TURNSTILE_WORKER_CONCURRENCY": "2",
-        "TURNSTILE_VISIBILITY_TIMEOUT_S": "2",
-        "TURNSTILE_LOG_LEVEL": "DEBUG",
-        "TURNSTILE_DATA_DIR": str(tmp_path),
-    }
-    node = spawn("node-v", ["worker"], env, tmp_path)
+    overrides = {"TURNSTILE_VISIBILITY_TIMEOUT_S": "2", "TURNSTILE_LOG_LEVEL": "DEBUG"}
+    node = second_node(service_env, celery_client, tmp_path, overrides)
     try:
-        wait_for_workers(celery_client, 2, node)
         os.killpg(worker.process.pid, signal.SIGSTOP)
         tenant = make_tenant(latency_ms=[6000, 6000])
         post_signed(web, tenant, TEST_SECRET, payload("long", "takes a while"))
