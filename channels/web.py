@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -51,6 +52,17 @@ def create_app(rt: Runtime) -> FastAPI:
         try:
             body = await _read_body(request, rt.settings.max_body_bytes)
             result = await run_in_threadpool(_ingest_generic, rt, backlog, tenant, request, body)
+        except SQLAlchemyError as exc:
+            # Not committed, so not accepted: the platform retries, and de-duplication
+            # absorbs a retry of a commit whose answer was lost.
+            log.error("ingress.store_unavailable", error=type(exc).__name__, tenant=tenant)
+            WEBHOOKS.labels(channel=generic.CHANNEL, status="503").inc()
+            raise WebhookError(
+                503,
+                "unavailable",
+                "the message store is unavailable; retry later",
+                headers={"Retry-After": "5"},
+            ) from None
         except WebhookError as exc:
             WEBHOOKS.labels(channel=generic.CHANNEL, status=str(exc.status)).inc()
             raise
@@ -94,6 +106,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "malformed", str(exc.errors()[0].get("msg", "invalid")))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("web.unexpected_error", error=type(exc).__name__)
+        return error_response(500, "internal", "unexpected error; it was logged")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

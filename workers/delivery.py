@@ -66,7 +66,8 @@ def _send_due(rt: Runtime, conv: ConversationRef, lease: Lease) -> DeliveryOutco
             if delay_s <= MAX_COUNTDOWN_S:
                 rt.wakeups.delivery(conv, delay_s=delay_s)
             return DeliveryOutcome.WAITING
-        lease.renew()
+        if not lease.renew():
+            return DeliveryOutcome.BUSY  # another worker took over this conversation's delivery
         result = _attempt(rt, item, policy)
         DELIVERIES.labels(result=result.outcome).inc()
         _record(rt, item, result, policy)

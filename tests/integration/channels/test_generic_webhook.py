@@ -287,3 +287,25 @@ def test_global_backlog_bound_answers_429(
     time.sleep(1.1)  # the backlog count is refreshed at most once a second
     assert first.status_code in (202, 429)  # other tests may already fill the bound
     assert_error(post_signed(client, tenant, TEST_SECRET, payload("c")), 429, "inbox_full")
+
+
+def test_unreachable_database_is_503_with_retry_after(
+    settings: Settings, make_tenant: TenantFactory
+) -> None:
+    """Nothing was committed, so nothing is accepted: the platform is told to retry."""
+    tenant = make_tenant()
+    nowhere = "postgresql://turnstile@127.0.0.1:1/turnstile?connect_timeout=1"
+    broken = settings.model_copy(update={"database_url": nowhere})
+    celery = create_celery_app(broken)
+    server = WebServer(create_app(celery.runtime)).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            response = post_signed(client, tenant, TEST_SECRET, payload())
+            ready = client.get("/readyz")
+    finally:
+        server.stop()
+        celery.close_runtime()
+    assert_error(response, 503, "unavailable")
+    assert response.headers["Retry-After"] == "5"
+    assert_error(ready, 503, "not_ready")
+    assert "postgresql" in ready.json()["detail"]
