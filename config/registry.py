@@ -23,7 +23,9 @@ import yaml
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
+from config.effective import EffectiveConfig, effective_config
 from config.schema import TENANT_ID_PATTERN, GlobalConfig, TenantConfig
+from config.versioning import version_change_error
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +91,7 @@ class ConfigRegistry:
         self._lock = threading.Lock()
         self._tenants: dict[str, _Entry[TenantConfig]] = {}
         self._global: _Entry[GlobalConfig] | None = None
+        self._effective: dict[str, EffectiveConfig] = {}
 
     @property
     def config_dir(self) -> Path:
@@ -114,6 +117,39 @@ class ConfigRegistry:
                 path = self._dir / "tenants" / f"{tenant_id}.yaml"
                 entry = self._tenants[tenant_id] = _Entry(path, float("-inf"), None, None)
             return self._refresh(entry, TenantConfig, "tenant")
+
+    def effective(self, tenant_id: str) -> EffectiveConfig | None:
+        """The tenant's file over global defaults, or None for an unknown tenant.
+
+        Cached per tenant and recomputed only when the tenant's or global's version
+        changes, so an edit of one tenant never touches another tenant's snapshot.
+        """
+        tenant = self.tenant(tenant_id)
+        if tenant is None:
+            return None
+        global_ = self.global_config()
+        with self._lock:
+            cached = self._effective.get(tenant_id)
+            if (
+                cached is None
+                or cached.tenant_version != tenant.version
+                or cached.global_version != global_.version
+            ):
+                cached = self._effective[tenant_id] = effective_config(tenant_id, tenant, global_)
+            return cached
+
+    def loaded_versions(self) -> tuple[int | None, dict[str, int]]:
+        """(global version, {tenant: version}) this process currently serves."""
+        with self._lock:
+            global_version = (
+                self._global.model.version if self._global and self._global.model else None
+            )
+            tenants = {
+                tenant_id: entry.model.version
+                for tenant_id, entry in self._tenants.items()
+                if entry.model is not None
+            }
+        return global_version, tenants
 
     def _refresh(self, entry: _Entry[M], model: type[M], kind: str) -> M | None:
         now = self._clock()
@@ -144,15 +180,11 @@ class ConfigRegistry:
             return
         current = entry.model
         new_version: int = getattr(candidate, "version")  # noqa: B009 - both models have it
-        if current is not None:
+        if current is not None and entry.good_digest is not None:
             old_version: int = getattr(current, "version")  # noqa: B009
-            if new_version < old_version:
-                self._refuse(
-                    entry, kind, "version_lowered", f"{new_version} < {old_version}", digest
-                )
-                return
-            if new_version == old_version:
-                self._refuse(entry, kind, "version_reused", f"version {new_version}", digest)
+            refusal = version_change_error(old_version, entry.good_digest, new_version, digest)
+            if refusal is not None:
+                self._refuse(entry, kind, *refusal, digest)
                 return
         entry.model, entry.good_digest, entry.refused_digest = candidate, digest, None
         log.info("config.loaded", kind=kind, path=str(entry.path), version=new_version)

@@ -53,8 +53,41 @@ class DeliveryConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
+class ModelsConfig(_Strict):
+    """Model versions every process uses unless a tenant's agent names its own."""
+
+    chat: str = "gpt-4o-mini"
+    embedding: str = "text-embedding-3-small"
+
+
+class PromptConfig(_Strict):
+    brand_voice: str = ""  # how the bot sounds: "warm, brief, no emoji"
+    system_prompt: str = ""  # appended to the global system prompt
+
+
+class ComplianceConfig(_Strict):
+    pii_redaction: bool = True
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    data_region: str = Field(default="eu", pattern=r"^[a-z]{2}(-[a-z0-9]+)*$")
+
+
+class SessionConfig(_Strict):
+    inactivity_ttl_s: int = Field(default=1800, ge=10)
+    history_turns: int = Field(default=20, ge=1, le=1000)
+
+
+class TenantDefaults(_Strict):
+    """What a tenant inherits for every section it leaves out, field by field."""
+
+    prompt: PromptConfig = PromptConfig()
+    session: SessionConfig = SessionConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
+
+
 class GlobalConfig(_Strict):
     version: int = Field(ge=1)
+    models: ModelsConfig = ModelsConfig()
+    defaults: TenantDefaults = TenantDefaults()
     limits: LimitsConfig = LimitsConfig()
     ordering: OrderingConfig = OrderingConfig()
     delivery: DeliveryConfig = DeliveryConfig()
@@ -78,11 +111,6 @@ class EchoAgentConfig(_Strict):
         return self
 
 
-class SessionConfig(_Strict):
-    inactivity_ttl_s: int = Field(default=1800, ge=10)
-    history_turns: int = Field(default=20, ge=1, le=1000)
-
-
 ConcurrencyPolicy = Literal["queue", "interrupt", "reject", "coalesce"]
 
 
@@ -104,8 +132,26 @@ class ChannelsConfig(_Strict):
     generic: GenericChannelConfig | None = None
 
 
+class WorkflowConfig(_Strict):
+    """A named multi-turn task the tenant's agent may run (e.g. `book_table`)."""
+
+    enabled: bool = True
+    description: str = ""
+    expires_after_s: int = Field(default=900, ge=10)
+
+
+ToolName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
+
+
 class TenantConfig(_Strict):
+    """One tenant's file. Sections left out (or fields left out of a section) of
+    `prompt`, `session` and `compliance` inherit global `defaults`."""
+
     version: int = Field(ge=1)
     agent: EchoAgentConfig = EchoAgentConfig()
-    session: SessionConfig = SessionConfig()
+    prompt: PromptConfig | None = None
+    session: SessionConfig | None = None
+    compliance: ComplianceConfig | None = None
+    allowed_tools: tuple[ToolName, ...] = ()
+    workflows: dict[str, WorkflowConfig] = Field(default_factory=dict)
     channels: ChannelsConfig = ChannelsConfig()

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, text
 
-from state.models import ClaimedMessage, ConversationRef
+from state.models import ClaimedMessage, ConfigVersions, ConversationRef
 
 
 class FencedOut(Exception):
@@ -62,7 +62,9 @@ _ADVANCE = text(
 
 _FINISH_INBOUND = text(
     """
-    UPDATE inbound_messages SET status = :status, finished_at = clock_timestamp(),
+    UPDATE inbound_messages
+    SET status = :status, finished_at = clock_timestamp(),
+        tenant_version = :tenant_version, global_version = :global_version,
         last_error = CASE
             WHEN CAST(:error AS text) IS NULL THEN NULL
             WHEN last_error IS NULL THEN CAST(:error AS text)
@@ -201,11 +203,16 @@ class ConversationStore:
         return True
 
     @contextmanager
-    def turn(self, messages: Sequence[ClaimedMessage], fence: int) -> Iterator[TurnUnitOfWork]:
+    def turn(
+        self,
+        messages: Sequence[ClaimedMessage],
+        fence: int,
+        versions: ConfigVersions | None = None,
+    ) -> Iterator[TurnUnitOfWork]:
         """One turn's PostgreSQL transaction over consecutive messages (one, or several
         coalesced); rolled back unless commit() is called."""
         with self._engine.connect() as conn:
-            uow = TurnUnitOfWork(conn, messages, fence)
+            uow = TurnUnitOfWork(conn, messages, fence, versions)
             try:
                 uow.advance()
                 yield uow
@@ -230,13 +237,20 @@ class ConversationStore:
 class TurnUnitOfWork:
     """Writes of one turn, keyed by (conversation, seq) and fenced by the lease token."""
 
-    def __init__(self, conn: Connection, messages: Sequence[ClaimedMessage], fence: int) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        messages: Sequence[ClaimedMessage],
+        fence: int,
+        versions: ConfigVersions | None = None,
+    ) -> None:
         if not messages:
             raise ValueError("a turn needs at least one message")
         self._conn = conn
         self._first = messages[0]
         self._last = messages[-1]
         self._fence = fence
+        self._versions = versions
         self.committed = False
 
     def _keys(self, seq: int) -> dict[str, object]:
@@ -259,7 +273,17 @@ class TurnUnitOfWork:
             )
 
     def finish_inbound(self, seq: int, status: str, error: str | None = None) -> None:
-        self._conn.execute(_FINISH_INBOUND, {**self._keys(seq), "status": status, "error": error})
+        versions = self._versions
+        self._conn.execute(
+            _FINISH_INBOUND,
+            {
+                **self._keys(seq),
+                "status": status,
+                "error": error,
+                "tenant_version": versions.tenant if versions else None,
+                "global_version": versions.global_ if versions else None,
+            },
+        )
 
     def add_transcript(self, seq: int, role: str, body: str) -> None:
         self._conn.execute(_INSERT_TRANSCRIPT, {**self._keys(seq), "role": role, "text": body})

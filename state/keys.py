@@ -24,6 +24,16 @@ DELIVERY_LEASE_TTL_MS = 30_000
 PROCESS_HEARTBEAT_TTL_S = 30
 
 
+# Which config versions each process runs: one key per process, indexed by a ZSET
+# scored by publish time so `config status` lists them without SCAN.
+PROCESSES_INDEX = f"{PREFIX}:processes"
+
+
+def process_key(host: str, pid: int) -> str:
+    """STRING (JSON) of one process's versions; TTL = PROCESS_HEARTBEAT_TTL_S."""
+    return f"{PREFIX}:process:{host}:{pid}"
+
+
 @dataclass(frozen=True)
 class ConversationKeys:
     """The keys of one conversation, in one Redis Cluster slot."""

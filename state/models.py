@@ -37,6 +37,14 @@ class ConversationRef:
 
 
 @dataclass(frozen=True)
+class ConfigVersions:
+    """The tenant and global config versions one turn ran with (recorded per message)."""
+
+    tenant: int
+    global_: int
+
+
+@dataclass(frozen=True)
 class ClaimedMessage:
     """The next message of a conversation, claimed by the lease holder.
 

@@ -72,6 +72,9 @@ inbound_messages = Table(
     # questions of any "why did this turn run twice / not at all" investigation.
     Column("worker", Text),
     Column("fence", BigInteger),
+    # The config versions the turn pinned, so "which prompt answered this?" has an answer.
+    Column("tenant_version", Integer),
+    Column("global_version", Integer),
     Column("finished_at", DateTime(timezone=True)),
     UniqueConstraint(
         "tenant", "channel", "platform_message_id", name="uq_inbound_platform_message"

@@ -54,6 +54,8 @@ class TurnstileCelery(Celery):  # type: ignore[misc]
         super().__init__("turnstile", **kwargs)
         self.turnstile_settings = settings
         self._runtime: Runtime | None = None
+        # Set in prefork children: they publish their config versions as "worker".
+        self.process_role: str | None = None
         self._runtime_lock = threading.Lock()
 
     @property
@@ -61,8 +63,15 @@ class TurnstileCelery(Celery):  # type: ignore[misc]
         if self._runtime is None:
             with self._runtime_lock:
                 if self._runtime is None:
-                    self._runtime = bootstrap(self.turnstile_settings, CeleryWakeups(self))
+                    self._runtime = bootstrap(
+                        self.turnstile_settings, CeleryWakeups(self), role=self.process_role
+                    )
         return self._runtime
+
+    def warm_up(self) -> None:
+        """Build the Runtime now (connections still open lazily), so the process
+        publishes its config versions before its first task."""
+        _ = self.runtime
 
     def reset_runtime(self) -> None:
         """Drop connections inherited across fork; the child builds its own."""
@@ -140,7 +149,9 @@ app = create_celery_app()
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _after_fork(**_: object) -> None:
+    app.process_role = "worker"
     app.reset_runtime()
+    app.warm_up()
 
 
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]

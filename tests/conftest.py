@@ -111,6 +111,17 @@ def settings(service_env: dict[str, str]) -> Iterator[Settings]:
 TenantFactory = Callable[..., str]
 
 
+def tenant_document(
+    callback_url: str, channel: dict[str, object] | None, version: int, agent: dict[str, object]
+) -> dict[str, object]:
+    generic = {"secret_env": TEST_SECRET_ENV, "callback_url": callback_url, **(channel or {})}
+    return {
+        "version": version,
+        "agent": {"kind": "echo", **agent},
+        "channels": {"generic": generic},
+    }
+
+
 @pytest.fixture
 def make_tenant(config_dir: Path) -> TenantFactory:
     """Write a fresh tenant file; returns its id. Each test gets tenants of its own."""
@@ -121,12 +132,7 @@ def make_tenant(config_dir: Path) -> TenantFactory:
         **agent: object,
     ) -> str:
         tenant = f"t-{uuid.uuid4().hex[:12]}"
-        generic = {"secret_env": TEST_SECRET_ENV, "callback_url": callback_url, **(channel or {})}
-        document = {
-            "version": 1,
-            "agent": {"kind": "echo", **agent},
-            "channels": {"generic": generic},
-        }
+        document = tenant_document(callback_url, channel, 1, agent)
         (config_dir / "tenants" / f"{tenant}.yaml").write_text(yaml.safe_dump(document))
         return tenant
 

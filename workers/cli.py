@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import typer
@@ -70,10 +71,13 @@ def web() -> None:
     import uvicorn
 
     from channels.web import create_app
+    from tasks.app import CeleryWakeups
     from tasks.app import app as celery_app
+    from workers.runtime import bootstrap
 
+    runtime = bootstrap(settings, CeleryWakeups(celery_app), role="web")
     uvicorn.run(
-        create_app(celery_app.runtime),
+        create_app(runtime),
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
@@ -200,6 +204,55 @@ def _wait_for_reply(
             if reply["seq"] == seq and reply["type"] == "message":
                 return dict(reply)
     return None
+
+
+config_cli = typer.Typer(no_args_is_help=True, help="Inspect and check tenant/global config.")
+cli.add_typer(config_cli, name="config")
+
+
+@config_cli.command("validate")
+def config_validate(
+    directory: Path | None = typer.Argument(None, help="Folder like config/files."),
+    against: Path | None = typer.Option(
+        None, help="The deployed folder to compare versions with (default: the current one)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print only JSON."),
+) -> None:
+    """Check files before they ship: schema, and a version raised on every change."""
+    from workers import config_commands
+
+    settings = _settings()
+    target = directory or settings.config_dir
+    baseline = against
+    if baseline is None and target.resolve() != settings.config_dir.resolve():
+        baseline = settings.config_dir
+    raise typer.Exit(config_commands.validate(target, baseline, as_json))
+
+
+@config_cli.command("show")
+def config_show(
+    tenant: str = typer.Argument(..., help="Tenant id."),
+    as_json: bool = typer.Option(False, "--json", help="Print only JSON."),
+) -> None:
+    """The tenant's effective config (tenant over global), secrets masked."""
+    from config.registry import ConfigRegistry
+    from workers import config_commands
+
+    settings = _settings()
+    raise typer.Exit(config_commands.show(ConfigRegistry(settings.config_dir), tenant, as_json))
+
+
+@config_cli.command("status")
+def config_status(as_json: bool = typer.Option(False, "--json", help="Print only JSON.")) -> None:
+    """Config versions each running process serves (from Redis), and any skew."""
+    from redis import Redis
+
+    from workers import config_commands
+
+    settings = _settings()
+    _require(settings)
+    assert settings.redis_url is not None
+    raise typer.Exit(config_commands.status(Redis.from_url(settings.redis_url), as_json))
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def accept(rt: Runtime, message: InboundMessage, backlog: Backlog) -> Accepted:
 
 def _policy(rt: Runtime, message: InboundMessage) -> ConcurrencyPolicy | None:
     tenant = rt.config.tenant(message.tenant)
-    return concurrency_policy(tenant, message.channel) if tenant is not None else None
+    return concurrency_policy(tenant.channels, message.channel) if tenant is not None else None
 
 
 def _reject(rt: Runtime, conv: ConversationRef, message: InboundMessage, seq: int) -> None:

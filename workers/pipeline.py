@@ -16,9 +16,10 @@ from enum import StrEnum
 
 import structlog
 
-from config.schema import ConcurrencyPolicy, OrderingConfig, TenantConfig
+from config.effective import EffectiveConfig
+from config.schema import OrderingConfig
 from state.conversations import FencedOut
-from state.models import ClaimedMessage, ConversationRef
+from state.models import ClaimedMessage, ConfigVersions, ConversationRef
 from state.queue import Lease
 from workers.agents.base import TurnInput
 from workers.agents.registry import build_agent
@@ -67,7 +68,7 @@ class TurnOutcome(StrEnum):
 
 def drain_conversation(rt: Runtime, conv: ConversationRef, channel: str) -> DrainOutcome:
     ordering = rt.config.global_config().ordering
-    tenant = rt.config.tenant(conv.tenant)
+    tenant = rt.config.effective(conv.tenant)
     lease = rt.queue.acquire(conv, ttl_ms=int(ordering.lease_ttl_s * 1000))
     if lease is None:
         DRAINS.labels(outcome=DrainOutcome.BUSY).inc()
@@ -76,11 +77,11 @@ def drain_conversation(rt: Runtime, conv: ConversationRef, channel: str) -> Drai
         log.error("drain.no_tenant_config", tenant=conv.tenant)
         lease.release()  # messages stay pending; the sweep retries once the file is back
         return DrainOutcome.NO_CONFIG
-    policy = concurrency_policy(tenant, channel)
+    policy = concurrency_policy(tenant.channels, channel)
     try:
         with LeaseKeeper(lease, rt.queue, watch_interrupts=policy == "interrupt") as keeper:
             fence = rt.conversations.bump_fence(conv)
-            outcome = _drain(rt, _Holder(lease, keeper, fence), tenant, policy, ordering)
+            outcome = _drain(rt, _Holder(lease, keeper, fence), channel, ordering)
     except BaseException:
         lease.release()  # let the next wake-up (or the sweep) take over at once
         raise
@@ -99,19 +100,19 @@ class _Holder:
         self.fence = fence
 
 
-def _drain(
-    rt: Runtime,
-    holder: _Holder,
-    tenant: TenantConfig,
-    policy: ConcurrencyPolicy,
-    ordering: OrderingConfig,
-) -> DrainOutcome:
+def _drain(rt: Runtime, holder: _Holder, channel: str, ordering: OrderingConfig) -> DrainOutcome:
     deadline = time.monotonic() + ordering.drain_max_s
-    limit = COALESCE_MAX if policy == "coalesce" else 1
     empty_claims = 0
     for _ in range(ordering.drain_max_turns):
         if holder.keeper.lost.is_set():
             return DrainOutcome.LEASE_LOST
+        # Each turn pins the config current at its start (hot reload within a drain run).
+        tenant = rt.config.effective(holder.lease.conv.tenant)
+        if tenant is None:
+            holder.lease.release()
+            return DrainOutcome.NO_CONFIG
+        policy = concurrency_policy(tenant.channels, channel)
+        limit = COALESCE_MAX if policy == "coalesce" else 1
         claimed_at = time.monotonic()
         claim = rt.conversations.claim_next(
             holder.lease.conv, holder.fence, worker_id(), limit=limit
@@ -167,7 +168,7 @@ def run_turn(
     rt: Runtime,
     holder: _Holder,
     batch: list[ClaimedMessage],
-    tenant: TenantConfig,
+    tenant: EffectiveConfig,
     ordering: OrderingConfig,
 ) -> TurnOutcome:
     """Run one turn over `batch` and persist its effects once, under the fence."""
@@ -193,7 +194,7 @@ def _run_turn(
     rt: Runtime,
     holder: _Holder,
     batch: list[ClaimedMessage],
-    tenant: TenantConfig,
+    tenant: EffectiveConfig,
     ordering: OrderingConfig,
 ) -> TurnOutcome:
     head = batch[0]
@@ -212,10 +213,10 @@ def _run_turn(
     cancel = holder.keeper.begin_turn(batch[-1].seq)
     try:
         with TypingIndicator(rt.http, tenant.channels.generic, batch[-1]):
-            reply = _ask_agent(rt, batch, tenant, cancel)
+            reply = _ask_agent(batch, tenant, cancel)
     except TurnCancelled as exc:
         if cancel.reason == INTERRUPTED:
-            return _persist_interrupted(rt, holder, batch)
+            return _persist_interrupted(rt, holder, batch, _versions(tenant))
         log.warning("turn.cancelled", reason=str(exc))
         return TurnOutcome.LEASE_LOST
     except Exception as exc:
@@ -226,7 +227,7 @@ def _run_turn(
         holder.keeper.end_turn()
     persisting = time.monotonic()
     TURN_STAGE_SECONDS.labels(stage="agent").observe(persisting - started)
-    outcome = _persist_reply(rt, holder, batch, reply)
+    outcome = _persist_reply(rt, holder, batch, reply, _versions(tenant))
     TURN_STAGE_SECONDS.labels(stage="persist").observe(time.monotonic() - persisting)
     if outcome is TurnOutcome.REPLIED:
         TURN_SECONDS.observe(time.monotonic() - started)
@@ -234,9 +235,7 @@ def _run_turn(
     return outcome
 
 
-def _ask_agent(
-    rt: Runtime, batch: list[ClaimedMessage], tenant: TenantConfig, cancel: CancelToken
-) -> str:
+def _ask_agent(batch: list[ClaimedMessage], tenant: EffectiveConfig, cancel: CancelToken) -> str:
     last = batch[-1]
     turn = TurnInput(
         tenant=last.tenant,
@@ -244,18 +243,25 @@ def _ask_agent(
         seq=last.seq,
         message_id=last.platform_message_id,
         text="\n".join(message.text for message in batch),
-        tenant_config=tenant,
-        global_config=rt.config.global_config(),
+        config=tenant,
     )
     return build_agent(tenant).run(turn, cancel).text
 
 
+def _versions(config: EffectiveConfig) -> ConfigVersions:
+    return ConfigVersions(config.tenant_version, config.global_version)
+
+
 def _persist_reply(
-    rt: Runtime, holder: _Holder, batch: list[ClaimedMessage], reply: str
+    rt: Runtime,
+    holder: _Holder,
+    batch: list[ClaimedMessage],
+    reply: str,
+    versions: ConfigVersions,
 ) -> TurnOutcome:
     last = batch[-1]
     try:
-        with rt.conversations.turn(batch, holder.fence) as uow:
+        with rt.conversations.turn(batch, holder.fence, versions) as uow:
             for message in batch:
                 uow.finish_inbound(message.seq, "done" if message is last else "coalesced")
                 uow.add_transcript(message.seq, "user", message.text)
@@ -268,10 +274,12 @@ def _persist_reply(
     return _commit_cursor(holder, last.seq, TurnOutcome.REPLIED)
 
 
-def _persist_interrupted(rt: Runtime, holder: _Holder, batch: list[ClaimedMessage]) -> TurnOutcome:
+def _persist_interrupted(
+    rt: Runtime, holder: _Holder, batch: list[ClaimedMessage], versions: ConfigVersions
+) -> TurnOutcome:
     """History keeps what the user said, marked interrupted; no reply is stored or sent."""
     try:
-        with rt.conversations.turn(batch, holder.fence) as uow:
+        with rt.conversations.turn(batch, holder.fence, versions) as uow:
             for message in batch:
                 uow.finish_inbound(message.seq, "interrupted")
                 uow.add_transcript(message.seq, "user", message.text)

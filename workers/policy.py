@@ -8,7 +8,7 @@ runs as one turn with the other messages that queued up meanwhile.
 from __future__ import annotations
 
 from channels.kinds import VOICE_CHANNELS
-from config.schema import ConcurrencyPolicy, TenantConfig
+from config.schema import ChannelsConfig, ConcurrencyPolicy
 
 
 def default_policy(channel: str) -> ConcurrencyPolicy:
@@ -16,7 +16,7 @@ def default_policy(channel: str) -> ConcurrencyPolicy:
     return "interrupt" if channel in VOICE_CHANNELS else "queue"
 
 
-def concurrency_policy(tenant: TenantConfig, channel: str) -> ConcurrencyPolicy:
-    settings = getattr(tenant.channels, channel, None)
+def concurrency_policy(channels: ChannelsConfig, channel: str) -> ConcurrencyPolicy:
+    settings = getattr(channels, channel, None)
     configured: ConcurrencyPolicy | None = getattr(settings, "concurrency", None)
     return configured or default_policy(channel)

@@ -7,6 +7,7 @@ here. Celery prefork children build their own Runtime after fork (tasks.app).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +22,7 @@ from state.db import create_db_engine
 from state.models import ConversationRef
 from state.outbox import OutboxStore
 from state.queue import ConversationQueue
+from workers.versions import start_version_publisher
 
 
 class Wakeups(Protocol):
@@ -43,20 +45,32 @@ class Runtime:
     outbox: OutboxStore
     http: httpx.Client
     wakeups: Wakeups
+    stop_publishing: threading.Event | None = None
 
     def close(self) -> None:
+        if self.stop_publishing is not None:
+            self.stop_publishing.set()
         self.http.close()
         self.redis.close()
         self.engine.dispose()
 
 
-def bootstrap(settings: Settings, wakeups: Wakeups, *, db_pool_size: int = 5) -> Runtime:
+def bootstrap(
+    settings: Settings,
+    wakeups: Wakeups,
+    *,
+    role: str | None = None,
+    db_pool_size: int = 5,
+) -> Runtime:
+    """Build this process's infrastructure. With a `role` (web, worker), the process
+    also publishes the config versions it serves, for `turnstile config status`."""
     redis_url, _, database_url = settings.require_services()
     engine = create_db_engine(database_url, pool_size=db_pool_size)
     client = Redis.from_url(redis_url, health_check_interval=30)
+    registry = ConfigRegistry(settings.config_dir)
     return Runtime(
         settings=settings,
-        config=ConfigRegistry(settings.config_dir),
+        config=registry,
         engine=engine,
         redis=client,
         queue=ConversationQueue(client),
@@ -64,4 +78,5 @@ def bootstrap(settings: Settings, wakeups: Wakeups, *, db_pool_size: int = 5) ->
         outbox=OutboxStore(engine),
         http=httpx.Client(follow_redirects=False),
         wakeups=wakeups,
+        stop_publishing=start_version_publisher(client, registry, role) if role else None,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from config.schema import GlobalConfig, TenantConfig
+from config.effective import EffectiveConfig
 from workers.cancel import CancelToken
 
 
@@ -20,8 +20,7 @@ class TurnInput:
     seq: int
     message_id: str
     text: str
-    tenant_config: TenantConfig  # pinned for the whole turn
-    global_config: GlobalConfig
+    config: EffectiveConfig  # pinned for the whole turn: one tenant and one global version
 
 
 @dataclass(frozen=True)

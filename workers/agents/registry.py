@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from config.schema import TenantConfig
+from config.effective import EffectiveConfig
 from workers.agents.base import Agent
 from workers.agents.echo import EchoAgent
 
 
-def build_agent(config: TenantConfig) -> Agent:
+def build_agent(config: EffectiveConfig) -> Agent:
     return EchoAgent(config.agent)

@@ -56,6 +56,8 @@ def upgrade() -> None:
         sa.Column("started_at", TS),
         sa.Column("worker", sa.Text),
         sa.Column("fence", sa.BigInteger),
+        sa.Column("tenant_version", sa.Integer),
+        sa.Column("global_version", sa.Integer),
         sa.Column("finished_at", TS),
         sa.UniqueConstraint(
             "tenant", "channel", "platform_message_id", name="uq_inbound_platform_message"

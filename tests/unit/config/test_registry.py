@@ -127,3 +127,38 @@ def test_global_without_a_valid_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "global.yaml").write_text("version: zero\n")
     with pytest.raises(ConfigError, match="no valid global config"):
         ConfigRegistry(tmp_path).global_config()
+
+
+def test_a_tenant_edit_recomputes_only_that_tenant(config_dir: Path) -> None:
+    clock = Clock()
+    registry = ConfigRegistry(config_dir, check_interval_s=1.0, clock=clock)
+    write(config_dir / "tenants" / "acme.yaml", tenant_doc(1, "a1"))
+    write(config_dir / "tenants" / "beta.yaml", tenant_doc(1, "b1"))
+    acme, beta = registry.effective("acme"), registry.effective("beta")
+    write(config_dir / "tenants" / "acme.yaml", tenant_doc(2, "a2"))
+    clock.now = 2
+    assert registry.effective("acme") is not acme
+    assert registry.effective("acme").agent.prefix == "a2"  # type: ignore[union-attr]
+    assert registry.effective("beta") is beta  # untouched: same cached object
+
+
+def test_a_global_edit_recomputes_what_derives_from_it_only(config_dir: Path) -> None:
+    clock = Clock()
+    registry = ConfigRegistry(config_dir, check_interval_s=1.0, clock=clock)
+    write(config_dir / "tenants" / "acme.yaml", tenant_doc(1))
+    tenant_before = registry.tenant("acme")
+    effective_before = registry.effective("acme")
+    write(config_dir / "global.yaml", {"version": 2, "models": {"chat": "model-b"}})
+    clock.now = 2
+    after = registry.effective("acme")
+    assert after is not effective_before
+    assert after is not None
+    assert (after.global_version, after.models.chat) == (2, "model-b")
+    assert registry.tenant("acme") is tenant_before  # the tenant file was not re-read
+
+
+def test_loaded_versions_report_what_this_process_serves(config_dir: Path) -> None:
+    registry = ConfigRegistry(config_dir)
+    write(config_dir / "tenants" / "acme.yaml", tenant_doc(7))
+    registry.effective("acme")
+    assert registry.loaded_versions() == (1, {"acme": 7})
