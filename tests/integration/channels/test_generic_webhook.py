@@ -309,3 +309,14 @@ def test_unreachable_database_is_503_with_retry_after(
     assert response.headers["Retry-After"] == "5"
     assert_error(ready, 503, "not_ready")
     assert "postgresql" in ready.json()["detail"]
+
+
+def test_deleted_tenant_file_stops_its_traffic_with_a_clear_error(
+    web: httpx.Client, make_tenant: TenantFactory, config_dir: Path
+) -> None:
+    tenant = make_tenant()
+    assert post_signed(web, tenant, TEST_SECRET, payload()).status_code == 202
+    (config_dir / "tenants" / f"{tenant}.yaml").unlink()
+    time.sleep(1.1)  # files are re-checked at most once a second
+    assert_error(post_signed(web, tenant, TEST_SECRET, payload()), 404, "unknown_tenant")
+    assert web.get("/healthz").status_code == 200
