@@ -22,11 +22,34 @@ cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
 def _settings() -> Settings:
+    """Settings, with logs set up to go to stderr: stdout is for results only."""
+    from workers.logging import configure_logging
+
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         typer.echo(f"turnstile: {exc}", err=True)
         raise typer.Exit(2) from None
+    configure_logging(settings.log_level)
+    return _with_running_dev_services(settings)
+
+
+def _with_running_dev_services(settings: Settings) -> Settings:
+    """Commands run beside `turnstile dev` (another terminal, same checkout) use its
+    embedded services when no URL is set."""
+    from workers.devserver import read_services_file
+
+    if settings.redis_url and settings.database_url:
+        return settings
+    found = read_services_file(settings.data_dir)
+    if not found:
+        return settings
+    updates = {
+        "redis_url": settings.redis_url or found.get("REDIS_URL"),
+        "broker_url": settings.broker_url or found.get("BROKER_URL"),
+        "database_url": settings.database_url or found.get("DATABASE_URL"),
+    }
+    return settings.model_copy(update=updates)
 
 
 def _require(settings: Settings) -> None:

@@ -89,7 +89,11 @@ def status(client: Redis, as_json: bool) -> int:
     for p in processes:
         tenants = ", ".join(f"{t}={v}" for t, v in sorted(p.tenants.items())) or "-"
         table.add_row(
-            p.role, f"{p.host}:{p.pid}", str(p.global_version), tenants, f"{now - p.at:.0f} s ago"
+            p.role,
+            f"{p.host}:{p.pid}",
+            "-" if p.global_version is None else str(p.global_version),
+            tenants,
+            f"{now - p.at:.0f} s ago",
         )
     Console().print(table)
     skew = _skew(processes)
@@ -103,5 +107,6 @@ def _skew(processes: list[Any]) -> dict[str, set[int]]:
     for p in processes:
         for tenant, version in p.tenants.items():
             seen.setdefault(tenant, set()).add(version)
-        seen.setdefault("(global)", set()).add(p.global_version)
+        if p.global_version is not None:
+            seen.setdefault("(global)", set()).add(p.global_version)
     return {tenant: versions for tenant, versions in seen.items() if len(versions) > 1}

@@ -9,6 +9,7 @@ own process group so nothing is left behind, and then the embedded services.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 import httpx
@@ -28,6 +30,8 @@ from state.migrate import upgrade
 # else. It only ever signs requests to and from this machine's dev sink.
 DEV_DEMO_SECRET = "dev-demo-secret"  # noqa: S105
 STOP_GRACE_S = 25.0
+# Written while `turnstile dev` runs, so CLI commands in another terminal find its services.
+SERVICES_FILE = "dev-services.json"
 COLOURS = ("36", "32", "35", "33")
 
 
@@ -47,8 +51,10 @@ def run_dev(settings: Settings) -> int:
         need_postgres=settings.database_url is None,
     )
     children: list[Child] = []
+    services_file = data_dir / SERVICES_FILE
     try:
         env = _child_env(services)
+        _write_services_file(services_file, env)
         upgrade(env["DATABASE_URL"])
         stop = _install_signal_handlers()
         width = max(len(name) for name in ("web", "worker", "beat", "flower"))
@@ -58,9 +64,24 @@ def run_dev(settings: Settings) -> int:
             _banner(settings, env)
         return _supervise(children, stop)
     finally:
+        services_file.unlink(missing_ok=True)
         _stop_all(children)
         services.stop()
         print("turnstile dev: stopped", file=sys.stderr)
+
+
+def _write_services_file(path: Path, env: dict[str, str]) -> None:
+    urls = {key: env[key] for key in ("REDIS_URL", "BROKER_URL", "DATABASE_URL")}
+    path.write_text(json.dumps(urls))
+
+
+def read_services_file(data_dir: Path) -> dict[str, str]:
+    """The service URLs of a `turnstile dev` running from this checkout, if any."""
+    try:
+        found = json.loads((data_dir / SERVICES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def _child_env(services: EmbeddedServices) -> dict[str, str]:

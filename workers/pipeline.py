@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -69,14 +70,15 @@ class TurnOutcome(StrEnum):
 def drain_conversation(rt: Runtime, conv: ConversationRef, channel: str) -> DrainOutcome:
     ordering = rt.config.global_config().ordering
     tenant = rt.config.effective(conv.tenant)
+    if tenant is None:
+        # Messages stay pending; the sweep wakes the conversation again, and it resumes
+        # once the tenant file is back.
+        log.error("drain.no_tenant_config", tenant=conv.tenant)
+        return DrainOutcome.NO_CONFIG
     lease = rt.queue.acquire(conv, ttl_ms=int(ordering.lease_ttl_s * 1000))
     if lease is None:
         DRAINS.labels(outcome=DrainOutcome.BUSY).inc()
         return DrainOutcome.BUSY
-    if tenant is None:
-        log.error("drain.no_tenant_config", tenant=conv.tenant)
-        lease.release()  # messages stay pending; the sweep retries once the file is back
-        return DrainOutcome.NO_CONFIG
     policy = concurrency_policy(tenant.channels, channel)
     try:
         with LeaseKeeper(lease, rt.queue, watch_interrupts=policy == "interrupt") as keeper:
@@ -91,13 +93,13 @@ def drain_conversation(rt: Runtime, conv: ConversationRef, channel: str) -> Drai
     return outcome
 
 
+@dataclass(frozen=True)
 class _Holder:
     """What a drain run holds: the lease, its keeper and the fencing token."""
 
-    def __init__(self, lease: Lease, keeper: LeaseKeeper, fence: int) -> None:
-        self.lease = lease
-        self.keeper = keeper
-        self.fence = fence
+    lease: Lease
+    keeper: LeaseKeeper
+    fence: int
 
 
 def _drain(rt: Runtime, holder: _Holder, channel: str, ordering: OrderingConfig) -> DrainOutcome:
