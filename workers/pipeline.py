@@ -127,24 +127,41 @@ def _drain(rt: Runtime, holder: _Holder, channel: str, ordering: OrderingConfig)
                 return released
             continue
         empty_claims = 0
-        outcome = run_turn(rt, holder, _batch(claim.messages), tenant, ordering)
-        if outcome is TurnOutcome.LEASE_LOST:
-            return DrainOutcome.LEASE_LOST
+        batch = _batch(claim.messages)
+        finished = _after_turn(holder, run_turn(rt, holder, batch, tenant, ordering), batch)
+        if finished is not None:
+            return finished
         if time.monotonic() >= deadline:
             break
     holder.lease.release()
     return DrainOutcome.YIELDED
 
 
+def _after_turn(
+    holder: _Holder, outcome: TurnOutcome, batch: list[ClaimedMessage]
+) -> DrainOutcome | None:
+    """How the drain run goes on after a turn; None: claim the next message."""
+    if outcome is TurnOutcome.LEASE_LOST:
+        return DrainOutcome.LEASE_LOST
+    if outcome is TurnOutcome.FAILED:
+        return None  # the same message is claimed again (its attempts count up)
+    # Nothing newer in the Redis cursor: let go now, without another claim. A message
+    # committed but not yet published there finds no lease and sends its own wake-up.
+    return _released(holder.lease.release_if_drained(batch[-1].seq))
+
+
+def _released(code: int) -> DrainOutcome | None:
+    """The drain's end for a release_if_drained answer; None: more is pending."""
+    return {1: DrainOutcome.DRAINED, -1: DrainOutcome.LEASE_LOST}.get(code)
+
+
 def _try_release(
     lease: Lease, done_seq: int, last_seq: int, empty_claims: int
 ) -> DrainOutcome | None:
     """Let go if nothing is pending; None means more arrived: keep draining."""
-    released = lease.release_if_drained(done_seq)
-    if released == 1:
-        return DrainOutcome.DRAINED
-    if released == -1:
-        return DrainOutcome.LEASE_LOST
+    released = _released(lease.release_if_drained(done_seq))
+    if released is not None:
+        return released
     if empty_claims >= 2:
         # Redis says more is pending but PostgreSQL, the truth, has none twice in a row:
         # its cursor is from another life (a restored database). Resync and let go.
