@@ -152,9 +152,8 @@ def _ingest_generic(
     try:
         accepted = accept(rt, message, backlog)
     except InboxFull as exc:
-        retry_after = rt.config.global_config().limits.retry_after_s
         raise WebhookError(
-            429, "inbox_full", str(exc), headers={"Retry-After": str(retry_after)}
+            429, "inbox_full", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
         ) from None
     log.info(
         "ingress.accepted",

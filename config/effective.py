@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from config.schema import (
     ChannelsConfig,
     ComplianceConfig,
+    ConversationLimits,
     EchoAgentConfig,
     GlobalConfig,
     ModelsConfig,
@@ -37,6 +38,7 @@ class EffectiveConfig:
     prompt: PromptConfig
     session: SessionConfig
     compliance: ComplianceConfig
+    limits: ConversationLimits
     allowed_tools: tuple[str, ...]
     workflows: dict[str, WorkflowConfig]
     channels: ChannelsConfig
@@ -63,6 +65,7 @@ def effective_config(
         prompt=inherit(defaults.prompt, tenant.prompt),
         session=inherit(defaults.session, tenant.session),
         compliance=inherit(defaults.compliance, tenant.compliance),
+        limits=inherit(defaults.limits, tenant.limits),
         allowed_tools=tenant.allowed_tools,
         workflows=dict(tenant.workflows),
         channels=tenant.channels,

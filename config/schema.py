@@ -21,10 +21,16 @@ class _Strict(BaseModel):
 
 
 class LimitsConfig(_Strict):
-    """Backpressure bounds enforced at ingress (the webhook answers 429 past them)."""
+    """The bound on queued turns across all tenants (the webhook answers 429 past it)."""
+
+    max_queued_turns: int = Field(default=100_000, ge=1)
+    retry_after_s: int = Field(default=5, ge=1, le=3600)
+
+
+class ConversationLimits(_Strict):
+    """Per-conversation backpressure; a tenant may set its own."""
 
     max_inbox_per_conversation: int = Field(default=1000, ge=1)
-    max_queued_turns: int = Field(default=100_000, ge=1)
     retry_after_s: int = Field(default=2, ge=1, le=3600)
 
 
@@ -82,6 +88,7 @@ class TenantDefaults(_Strict):
     prompt: PromptConfig = PromptConfig()
     session: SessionConfig = SessionConfig()
     compliance: ComplianceConfig = ComplianceConfig()
+    limits: ConversationLimits = ConversationLimits()
 
 
 class GlobalConfig(_Strict):
@@ -145,13 +152,14 @@ ToolName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
 
 class TenantConfig(_Strict):
     """One tenant's file. Sections left out (or fields left out of a section) of
-    `prompt`, `session` and `compliance` inherit global `defaults`."""
+    `prompt`, `session`, `compliance` and `limits` inherit global `defaults`."""
 
     version: int = Field(ge=1)
     agent: EchoAgentConfig = EchoAgentConfig()
     prompt: PromptConfig | None = None
     session: SessionConfig | None = None
     compliance: ComplianceConfig | None = None
+    limits: ConversationLimits | None = None
     allowed_tools: tuple[ToolName, ...] = ()
     workflows: dict[str, WorkflowConfig] = Field(default_factory=dict)
     channels: ChannelsConfig = ChannelsConfig()

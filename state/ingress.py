@@ -19,10 +19,11 @@ from state.models import Accepted, InboundMessage
 class InboxFull(Exception):
     """Backpressure: a bound was reached; nothing was recorded, the sender retries."""
 
-    def __init__(self, scope: str, limit: int) -> None:
+    def __init__(self, scope: str, limit: int, retry_after_s: int) -> None:
         super().__init__(f"{scope} inbox is full ({limit} pending messages)")
         self.scope = scope
         self.limit = limit
+        self.retry_after_s = retry_after_s
 
 
 _FIND_DUPLICATE = text(
@@ -57,6 +58,7 @@ _INSERT_MESSAGE = text(
 @dataclass(frozen=True)
 class IngressLimits:
     max_inbox_per_conversation: int
+    retry_after_s: int = 2
 
 
 def record_inbound(engine: Engine, message: InboundMessage, limits: IngressLimits) -> Accepted:
@@ -80,7 +82,7 @@ def record_inbound(engine: Engine, message: InboundMessage, limits: IngressLimit
         ).one()
         if row.last_seq - row.done_seq > limits.max_inbox_per_conversation:
             conn.rollback()
-            raise InboxFull("conversation", limits.max_inbox_per_conversation)
+            raise InboxFull("conversation", limits.max_inbox_per_conversation, limits.retry_after_s)
         inserted = conn.execute(
             _INSERT_MESSAGE,
             {

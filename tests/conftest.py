@@ -34,7 +34,8 @@ TEST_SECRET = "test-secret-0123456789"
 # Tuned so failure paths finish in seconds: short leases, fast delivery backoff.
 GLOBAL_CONFIG = {
     "version": 1,
-    "limits": {"max_inbox_per_conversation": 1000, "max_queued_turns": 1_000_000},
+    "limits": {"max_queued_turns": 1_000_000},
+    "defaults": {"limits": {"max_inbox_per_conversation": 1000}},
     "ordering": {"lease_ttl_s": 3, "drain_max_turns": 50, "drain_max_s": 10, "max_attempts": 3},
     "delivery": {
         "max_attempts": 4,

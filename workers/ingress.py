@@ -15,7 +15,7 @@ import structlog
 from kombu.exceptions import OperationalError
 from redis import RedisError
 
-from config.schema import ConcurrencyPolicy
+from config.schema import ConcurrencyPolicy, LimitsConfig
 from state.ingress import InboxFull, IngressLimits, count_pending, record_inbound
 from state.models import Accepted, ConversationRef, InboundMessage
 from workers.policy import concurrency_policy
@@ -34,22 +34,25 @@ class Backlog:
         self._value = 0
         self._read_at = float("-inf")
 
-    def check(self, rt: Runtime, limit: int) -> None:
+    def check(self, rt: Runtime, limits: LimitsConfig) -> None:
         with self._lock:
             now = time.monotonic()
             if now - self._read_at >= self._refresh_s:
                 self._value = count_pending(rt.engine)
                 self._read_at = now
             value = self._value
-        if value >= limit:
-            raise InboxFull("global", limit)
+        if value >= limits.max_queued_turns:
+            raise InboxFull("global", limits.max_queued_turns, limits.retry_after_s)
 
 
 def accept(rt: Runtime, message: InboundMessage, backlog: Backlog) -> Accepted:
     """Record `message` and make sure a worker will run it. Raises InboxFull."""
-    limits = rt.config.global_config().limits
-    backlog.check(rt, limits.max_queued_turns)
-    accepted = record_inbound(rt.engine, message, IngressLimits(limits.max_inbox_per_conversation))
+    config = rt.config.effective(message.tenant)
+    if config is None:
+        raise LookupError(f"tenant {message.tenant!r} has no config")
+    backlog.check(rt, config.global_config.limits)
+    limits = IngressLimits(config.limits.max_inbox_per_conversation, config.limits.retry_after_s)
+    accepted = record_inbound(rt.engine, message, limits)
     if accepted.duplicate:
         return accepted
     conv = ConversationRef(message.tenant, accepted.conversation_id)

@@ -84,6 +84,7 @@ def _post(web: httpx.Client, tenant: str, body: bytes, headers: dict[str, str]) 
 
 
 BadRequest = Callable[[], tuple[bytes, dict[str, str]]]
+BoundedWeb = Callable[[dict[str, int], dict[str, int]], tuple[httpx.Client, str]]
 
 
 def _body() -> bytes:
@@ -223,32 +224,24 @@ def test_health_readiness_and_metrics(web: httpx.Client, make_tenant: TenantFact
 
 
 @pytest.fixture
-def bounded_web(
-    settings: Settings, tmp_path: Path
-) -> Callable[[dict[str, int]], tuple[httpx.Client, str]]:
-    """A web app with its own limits, whose wake-ups go to a broker database no worker
-    consumes, so accepted messages stay pending and fill the bounds."""
+def bounded_web(settings: Settings, tmp_path: Path) -> Iterator[BoundedWeb]:
+    """A web app with its own limits (global ones, and the tenant's own), whose wake-ups
+    go to a broker database no worker consumes, so accepted messages stay pending."""
     servers: list[tuple[WebServer, Runtime, httpx.Client]] = []
 
-    def _start(limits: dict[str, int]) -> tuple[httpx.Client, str]:
+    def _start(
+        global_limits: dict[str, int], tenant_limits: dict[str, int]
+    ) -> tuple[httpx.Client, str]:
         directory = tmp_path / f"config{len(servers)}"
         (directory / "tenants").mkdir(parents=True)
-        document = {**GLOBAL_CONFIG, "limits": {**GLOBAL_CONFIG["limits"], **limits}}  # type: ignore[dict-item]
+        document = {**GLOBAL_CONFIG, "limits": global_limits}
         (directory / "global.yaml").write_text(yaml.safe_dump(document))
         tenant = f"t-bounded{len(servers)}"
-        (directory / "tenants" / f"{tenant}.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "version": 1,
-                    "channels": {
-                        "generic": {
-                            "secret_env": TEST_SECRET_ENV,
-                            "callback_url": "http://x.example/",
-                        }
-                    },
-                }
-            )
-        )
+        channel = {"secret_env": TEST_SECRET_ENV, "callback_url": "http://x.example/"}
+        tenant_document = {"version": 1, "channels": {"generic": channel}}
+        if tenant_limits:
+            tenant_document["limits"] = tenant_limits
+        (directory / "tenants" / f"{tenant}.yaml").write_text(yaml.safe_dump(tenant_document))
         assert settings.redis_url is not None
         idle_broker = settings.redis_url.rsplit("/", 1)[0] + "/7"
         isolated = settings.model_copy(update={"config_dir": directory, "broker_url": idle_broker})
@@ -258,7 +251,7 @@ def bounded_web(
         servers.append((server, celery.runtime, client))
         return client, tenant
 
-    yield _start  # type: ignore[misc]
+    yield _start
     for server, rt, client in servers:
         client.close()
         server.stop()
@@ -266,9 +259,10 @@ def bounded_web(
 
 
 def test_full_conversation_inbox_answers_429_and_keeps_what_it_accepted(
-    bounded_web: Callable[[dict[str, int]], tuple[httpx.Client, str]], runtime: Runtime
+    bounded_web: BoundedWeb, runtime: Runtime
 ) -> None:
-    client, tenant = bounded_web({"max_inbox_per_conversation": 2, "retry_after_s": 7})
+    """The tenant's own bound (over the global default of 1000) applies."""
+    client, tenant = bounded_web({}, {"max_inbox_per_conversation": 2, "retry_after_s": 7})
     assert [
         post_signed(client, tenant, TEST_SECRET, payload("c")).status_code for _ in range(2)
     ] == [202, 202]
@@ -279,14 +273,14 @@ def test_full_conversation_inbox_answers_429_and_keeps_what_it_accepted(
     assert recorded(runtime, tenant) == (2, 3)
 
 
-def test_global_backlog_bound_answers_429(
-    bounded_web: Callable[[dict[str, int]], tuple[httpx.Client, str]], runtime: Runtime
-) -> None:
-    client, tenant = bounded_web({"max_queued_turns": 1})
+def test_global_backlog_bound_answers_429(bounded_web: BoundedWeb, runtime: Runtime) -> None:
+    client, tenant = bounded_web({"max_queued_turns": 1, "retry_after_s": 9}, {})
     first = post_signed(client, tenant, TEST_SECRET, payload("c"))
     time.sleep(1.1)  # the backlog count is refreshed at most once a second
     assert first.status_code in (202, 429)  # other tests may already fill the bound
-    assert_error(post_signed(client, tenant, TEST_SECRET, payload("c")), 429, "inbox_full")
+    refused = post_signed(client, tenant, TEST_SECRET, payload("c"))
+    assert_error(refused, 429, "inbox_full")
+    assert refused.headers["Retry-After"] == "9"
 
 
 def test_unreachable_database_is_503_with_retry_after(

@@ -37,3 +37,14 @@ def test_fields_set_override_field_by_field() -> None:
     assert config.prompt.system_prompt == "Be safe."  # not set by the tenant: inherited
     assert (config.session.history_turns, config.session.inactivity_ttl_s) == (3, 600)
     assert (config.compliance.data_region, config.compliance.retention_days) == ("us-east", 30)
+
+
+def test_conversation_limits_are_inherited_and_overridable() -> None:
+    inherited = effective_config("a", TenantConfig.model_validate({"version": 1}), GLOBAL)
+    own = effective_config(
+        "b",
+        TenantConfig.model_validate({"version": 1, "limits": {"max_inbox_per_conversation": 5}}),
+        GLOBAL,
+    )
+    assert inherited.limits.max_inbox_per_conversation == 1000
+    assert (own.limits.max_inbox_per_conversation, own.limits.retry_after_s) == (5, 2)
