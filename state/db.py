@@ -14,11 +14,17 @@ def sqlalchemy_url(database_url: str) -> str:
 
 
 def create_db_engine(database_url: str, *, pool_size: int = 5) -> Engine:
-    """A pooled engine; pre-ping drops connections a PostgreSQL restart left dead."""
+    """A pooled engine.
+
+    No pre-ping: it would cost a round trip on every checkout, several per turn. After
+    a PostgreSQL restart the first statement on a dead connection fails, SQLAlchemy then
+    invalidates the whole pool, and the failed turn is retried (its message is still
+    pending) or the webhook answers 503 and the platform retries.
+    """
     return create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         pool_recycle=1800,
     )

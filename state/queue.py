@@ -35,14 +35,16 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
-# KEYS: lease, queue. ARGV: token, seq, lease ttl ms, queue ttl s.
-# Records seq as committed (and renews the lease); 0 if the lease is no longer ours.
+# KEYS: lease, queue, delivery lease. ARGV: token, seq, lease ttl ms, queue ttl s.
+# Records seq as committed (and renews the lease). Returns 0 if the lease is no longer
+# ours, 2 if a delivery drain holds the conversation (it will see the new reply), else 1.
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local done = tonumber(redis.call('HGET', KEYS[2], 'done') or '0')
 if tonumber(ARGV[2]) > done then redis.call('HSET', KEYS[2], 'done', ARGV[2]) end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
 return 1
 """
 
@@ -145,6 +147,12 @@ class ConversationQueue:
         return [bool(n) for n in pipe.execute()]
 
 
+@dataclass(frozen=True)
+class CommitResult:
+    committed: bool  # False: the lease was taken over, the cursor write was refused
+    delivery_running: bool
+
+
 @dataclass
 class Lease:
     """A held conversation lease. Every method checks the token first, in Lua."""
@@ -159,14 +167,20 @@ class Lease:
     def renew(self) -> bool:
         return bool(self._scripts.renew(keys=[self.key], args=[self.token, self.ttl_ms]))
 
-    def commit(self, seq: int) -> bool:
-        """Record `seq` as done in Redis; False means the lease was taken over (fenced)."""
-        return bool(
+    def commit(self, seq: int) -> CommitResult:
+        """Record `seq` as done in Redis, and say whether a delivery drain is running.
+
+        A delivery drain that holds its lease looks at the outbox once more after it
+        lets go, so a reply committed before this call needs no wake-up of its own.
+        """
+        delivery_key = ConversationKeys(self.conv.tenant, self.conv.conversation_id).delivery_lease
+        code = int(
             self._scripts.commit(
-                keys=[self.key, self.queue_key],
+                keys=[self.key, self.queue_key, delivery_key],
                 args=[self.token, seq, self.ttl_ms, QUEUE_TTL_S],
             )
         )
+        return CommitResult(committed=code > 0, delivery_running=code == 2)
 
     def release_if_drained(self, done_seq: int) -> int:
         """1 released, 0 more messages arrived (keep draining), -1 lease lost."""

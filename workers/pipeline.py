@@ -289,8 +289,12 @@ def _persist_reply(
             uow.commit()
     except FencedOut:
         return _fenced("postgres", holder.fence)
-    rt.wakeups.delivery(holder.lease.conv)
-    return _commit_cursor(holder, last.seq, TurnOutcome.REPLIED)
+    result = holder.lease.commit(last.seq)
+    if not result.delivery_running:
+        rt.wakeups.delivery(holder.lease.conv)
+    if not result.committed:
+        return _fenced("redis", holder.fence)
+    return TurnOutcome.REPLIED
 
 
 def _persist_interrupted(
@@ -325,7 +329,7 @@ def _finish_without_turn(
 
 
 def _commit_cursor(holder: _Holder, seq: int, outcome: TurnOutcome) -> TurnOutcome:
-    if holder.lease.commit(seq):
+    if holder.lease.commit(seq).committed:
         return outcome
     # PostgreSQL took the turn under a fence that was still current; only the Redis
     # cursor write was refused, and the next holder rebuilds it from PostgreSQL.

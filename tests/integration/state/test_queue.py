@@ -36,9 +36,9 @@ def test_holder_cannot_let_go_while_messages_are_pending(runtime: Runtime) -> No
     assert lease is not None
     runtime.queue.enqueue(ref, 1)
     runtime.queue.enqueue(ref, 2)
-    assert lease.commit(1)
+    assert lease.commit(1).committed
     assert lease.release_if_drained(done_seq=1) == 0
-    assert lease.commit(2)
+    assert lease.commit(2).committed
     assert lease.release_if_drained(done_seq=2) == 1
     assert runtime.queue.acquire(ref, ttl_ms=5000) is not None
 
@@ -60,7 +60,19 @@ def test_a_taken_over_lease_cannot_commit_or_release(runtime: Runtime) -> None:
     new = runtime.queue.acquire(ref, ttl_ms=5000)
     assert new is not None
     assert old.renew() is False
-    assert old.commit(1) is False
+    assert old.commit(1).committed is False
     assert old.release_if_drained(done_seq=1) == -1
     assert old.release() is False
     assert new.renew() is True
+
+
+def test_commit_says_whether_a_delivery_drain_is_running(runtime: Runtime) -> None:
+    ref = conv()
+    lease = runtime.queue.acquire(ref, ttl_ms=5000)
+    assert lease is not None
+    assert lease.commit(1).delivery_running is False
+    delivery = runtime.queue.acquire_delivery(ref)
+    assert delivery is not None
+    assert lease.commit(2).delivery_running is True
+    delivery.release()
+    assert lease.commit(3).delivery_running is False
