@@ -278,6 +278,32 @@ def config_status(as_json: bool = typer.Option(False, "--json", help="Print only
     raise typer.Exit(config_commands.status(Redis.from_url(settings.redis_url), as_json))
 
 
+bench = typer.Typer(
+    no_args_is_help=True,
+    help="Benchmarks with real worker processes (embedded services unless URLs are set).",
+)
+cli.add_typer(bench, name="bench")
+
+
+@bench.command("ordering")
+def bench_ordering(
+    workers: str = typer.Option("1,2,4", help="Worker process counts to measure, comma-separated."),
+    messages: int = typer.Option(2000, min=1, help="Messages (and no-op tasks) per count."),
+    conversations: int = typer.Option(200, min=1, help="Conversations the messages spread over."),
+    open_loop_s: float = typer.Option(
+        5.0, min=0.0, help="Length of each open-loop phase at the largest count (0: skip them)."
+    ),
+    timeout_s: float = typer.Option(120.0, min=1.0, help="Limit on every wait."),
+    as_json: bool = typer.Option(False, "--json", help="Print only JSON."),
+) -> None:
+    """Turns/s against raw Celery no-op tasks/s, queue lag, and head-of-line blocking."""
+    from workers.bench import run_ordering_bench
+
+    raise typer.Exit(
+        run_ordering_bench(workers, messages, conversations, open_loop_s, timeout_s, as_json)
+    )
+
+
 def main() -> None:
     try:
         cli()
