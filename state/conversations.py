@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, text
 
+from state.db import single_statements
 from state.models import ClaimedMessage, ConfigVersions, ConversationRef
 
 
@@ -143,10 +144,11 @@ class ConversationStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._single = single_statements(engine)
 
     def bump_fence(self, conv: ConversationRef) -> int:
         """Take the next fencing token; monotonic because PostgreSQL keeps it."""
-        with self._engine.begin() as conn:
+        with self._single.connect() as conn:
             token = conn.execute(
                 _BUMP_FENCE, {"cid": conv.conversation_id, "tenant": conv.tenant}
             ).scalar_one()
@@ -158,7 +160,7 @@ class ConversationStore:
         """Claim up to `limit` messages from done_seq + 1, recording who claims them under
         which fence; a gap (a message not claimable) ends the batch."""
         params = {"cid": conv.conversation_id, "tenant": conv.tenant, "fence": fence}
-        with self._engine.begin() as conn:
+        with self._single.connect() as conn:
             rows = conn.execute(_CLAIM_NEXT, {**params, "worker": worker, "limit": limit}).all()
         first = rows[0]
         messages = [_claimed(row) for row in rows if row.id is not None]
@@ -167,7 +169,7 @@ class ConversationStore:
 
     def record_error(self, message: ClaimedMessage, error: str) -> None:
         """Keep why an attempt failed; the message stays pending for the next attempt."""
-        with self._engine.begin() as conn:
+        with self._single.connect() as conn:
             conn.execute(
                 _RECORD_ERROR,
                 {"cid": message.conversation_id, "seq": message.seq, "error": error[:2000]},
@@ -226,7 +228,7 @@ class ConversationStore:
         Marks them attended, so a backlogged broker gets at most one extra wake-up per
         conversation per `stale_s`, not one per sweep.
         """
-        with self._engine.begin() as conn:
+        with self._single.connect() as conn:
             rows = conn.execute(_STALE_PENDING, {"stale_s": stale_s, "limit": limit}).all()
         return [
             StaleConversation(ConversationRef(r.tenant, r.id), r.channel, int(r.last_seq))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
+from state.db import single_statements
 from state.models import Accepted, InboundMessage
 
 
@@ -105,7 +106,7 @@ def record_inbound(engine: Engine, message: InboundMessage, limits: IngressLimit
 
 def count_pending(engine: Engine) -> int:
     """Messages accepted and not yet done, across all tenants (the global bound)."""
-    with engine.connect() as conn:
+    with single_statements(engine).connect() as conn:
         value = conn.execute(
             text("SELECT count(*) FROM inbound_messages WHERE status = 'pending'")
         ).scalar_one()

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, text
 
+from state.db import single_statements
 from state.models import ConversationRef, OutboxItem
 
 _HEAD = text(
@@ -60,11 +61,11 @@ _DUE = text(
 
 class OutboxStore:
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        self._single = single_statements(engine)  # every outbox operation is one statement
 
     def head(self, conv: ConversationRef) -> OutboxItem | None:
         """The conversation's lowest pending reply, whether or not it is due yet."""
-        with self._engine.connect() as conn:
+        with self._single.connect() as conn:
             row = conn.execute(_HEAD, {"cid": conv.conversation_id, "tenant": conv.tenant}).first()
         if row is None:
             return None
@@ -92,12 +93,12 @@ class OutboxStore:
 
     def due(self, grace_s: float, limit: int) -> list[ConversationRef]:
         """Conversations whose head reply is due and was not picked up for `grace_s`."""
-        with self._engine.connect() as conn:
+        with self._single.connect() as conn:
             rows = conn.execute(_DUE, {"grace_s": grace_s, "limit": limit}).all()
         return [ConversationRef(r.tenant, r.conversation_id) for r in rows]
 
     def _write(self, statement: object, params: dict[str, object]) -> None:
-        with self._engine.begin() as conn:
+        with self._single.connect() as conn:
             conn.execute(statement, params)  # type: ignore[call-overload]
 
 

@@ -29,6 +29,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return redis.call('EXISTS', KEYS[2])
 """
 
+# KEYS: lease, queue. ARGV: token, ttl ms. Returns 2 if nothing is pending (the cursor's
+# last <= done: no lease taken), 1 if the lease is now ours, 0 if another worker holds it.
+# Under a backlog most wake-ups are duplicates of one the holder already drained; this
+# turns them away with one round trip, before any fencing token or claim.
+_ACQUIRE = """
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+local done = tonumber(redis.call('HGET', KEYS[2], 'done') or '0')
+if last <= done then return 2 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
 # KEYS: lease. ARGV: token, ttl ms. Returns 1 if the lease was ours and is renewed.
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -85,6 +97,7 @@ class _Scripts:
     """Registered once per client; redis-py reloads them after a NOSCRIPT (restart)."""
 
     enqueue: Script
+    acquire: Script
     renew: Script
     commit: Script
     release_if_drained: Script
@@ -95,6 +108,7 @@ class _Scripts:
     def register(cls, client: Redis) -> _Scripts:
         return cls(
             enqueue=client.register_script(_ENQUEUE),
+            acquire=client.register_script(_ACQUIRE),
             renew=client.register_script(_RENEW),
             commit=client.register_script(_COMMIT),
             release_if_drained=client.register_script(_RELEASE_IF_DRAINED),
@@ -115,23 +129,27 @@ class ConversationQueue:
         keys = ConversationKeys(conv.tenant, conv.conversation_id)
         return bool(self._scripts.enqueue(keys=[keys.queue, keys.lease], args=[seq, QUEUE_TTL_S]))
 
-    def acquire(self, conv: ConversationRef, ttl_ms: int) -> Lease | None:
-        """SET NX PX: the lease, or None if another worker holds it."""
+    def acquire(self, conv: ConversationRef, ttl_ms: int) -> Lease | Idle | None:
+        """The turn lease; Idle if the cursor shows nothing pending (no lease taken), None
+        if another worker holds it. Either way the caller has nothing to do."""
         keys = ConversationKeys(conv.tenant, conv.conversation_id)
-        return self._acquire(conv, keys.lease, keys.queue, ttl_ms)
+        token = secrets.token_hex(12)
+        code = int(self._scripts.acquire(keys=[keys.lease, keys.queue], args=[token, ttl_ms]))
+        if code == 2:
+            return IDLE
+        if code == 0:
+            return None
+        return Lease(self._scripts, conv, keys.lease, keys.queue, token, ttl_ms)
 
     def acquire_delivery(self, conv: ConversationRef) -> Lease | None:
         """The delivery lease: one delivery drain per conversation, so replies stay in order."""
         keys = ConversationKeys(conv.tenant, conv.conversation_id)
-        return self._acquire(conv, keys.delivery_lease, keys.queue, DELIVERY_LEASE_TTL_MS)
-
-    def _acquire(
-        self, conv: ConversationRef, key: str, queue_key: str, ttl_ms: int
-    ) -> Lease | None:
         token = secrets.token_hex(12)
-        if not self._client.set(key, token, nx=True, px=ttl_ms):
+        if not self._client.set(keys.delivery_lease, token, nx=True, px=DELIVERY_LEASE_TTL_MS):
             return None
-        return Lease(self._scripts, conv, key, queue_key, token, ttl_ms)
+        return Lease(
+            self._scripts, conv, keys.delivery_lease, keys.queue, token, DELIVERY_LEASE_TTL_MS
+        )
 
     def last_seq(self, conv: ConversationRef) -> int:
         """The highest accepted seq Redis knows of (0 if none): an interrupt watcher's poll."""
@@ -145,6 +163,13 @@ class ConversationQueue:
         for conv in convs:
             pipe.exists(ConversationKeys(conv.tenant, conv.conversation_id).lease)
         return [bool(n) for n in pipe.execute()]
+
+
+class Idle:
+    """acquire()'s answer when the conversation has nothing pending."""
+
+
+IDLE = Idle()
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The baseline of `turnstile bench ordering`: raw Celery tasks that do (almost) nothing.
 
 A worker started as `celery -A workers.bench_noop worker -Q bench.noop` runs `bench.noop`
-with the broker settings of tasks/app.py that decide throughput (late acks, prefetch 1,
-JSON, task events, the same transport options), so turns/s divided by no-op tasks/s
-says how much of a turn's cost is Turnstile's own rather than Celery's.
+with the broker settings of tasks/app.py that decide throughput (copied from it: late
+acks, prefetch 1, JSON, task events, the same transport options), so turns/s divided by
+no-op tasks/s says how much of a turn's cost is Turnstile's own rather than Celery's.
 
 The task does one Redis INCR so the bench can tell exactly when all of them ran,
 instead of inferring it from kombu's internal queue and unacked keys.
@@ -25,28 +25,31 @@ NOOP_TASK = "bench.noop"
 COUNTER_URL_ENV = "REDIS_URL"
 
 
-def create_noop_app(broker_url: str, visibility_timeout_s: int = 900) -> Celery:
-    """A Celery app configured like tasks/app.py in everything that affects a task's
+# The settings of tasks/app.py that decide a task's round trips through the broker.
+# Copied from the real app, so the baseline follows any change made there.
+SHARED_SETTINGS = (
+    "broker_url",
+    "broker_transport_options",
+    "broker_connection_retry_on_startup",
+    "task_ignore_result",
+    "task_serializer",
+    "accept_content",
+    "task_acks_late",
+    "task_reject_on_worker_lost",
+    "worker_prefetch_multiplier",
+    "worker_send_task_events",
+    "task_send_sent_event",
+    "worker_hijack_root_logger",
+)
+
+
+def create_noop_app(turnstile: Celery) -> Celery:
+    """A Celery app configured like `turnstile`'s in everything that affects a task's
     round trips through the broker; nothing else (no beat, no Runtime)."""
     app = Celery("bench_noop")
+    app.conf.update({name: turnstile.conf[name] for name in SHARED_SETTINGS})
     app.conf.update(
-        broker_url=broker_url,
-        broker_transport_options={
-            "visibility_timeout": visibility_timeout_s,
-            "unacked_restore_throttle": 1,
-            "unacked_restore_interval": max(1, min(10, visibility_timeout_s // 4)),
-        },
-        broker_connection_retry_on_startup=True,
         result_backend=None,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        worker_hijack_root_logger=False,
         task_queues=[Queue(NOOP_QUEUE)],  # type: ignore[no-untyped-call]
         task_default_queue=NOOP_QUEUE,
     )
@@ -70,16 +73,11 @@ def _noop(task: CountingTask, counter_key: str) -> None:
     task.counter.incr(counter_key)
 
 
-def _broker_url() -> str:
-    url = os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL")
-    if not url:
-        raise RuntimeError("BROKER_URL (or REDIS_URL) must be set for the bench no-op worker")
-    return url
+def _turnstile_app() -> Celery:
+    from tasks.app import create_celery_app
 
-
-def _visibility_timeout_s() -> int:
-    return int(os.environ.get("TURNSTILE_VISIBILITY_TIMEOUT_S", "900"))
+    return create_celery_app()
 
 
 # `celery -A workers.bench_noop` looks for this name.
-app: Any = create_noop_app(_broker_url(), _visibility_timeout_s())
+app: Any = create_noop_app(_turnstile_app())

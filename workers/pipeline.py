@@ -52,6 +52,7 @@ def worker_id() -> str:
 
 class DrainOutcome(StrEnum):
     BUSY = "busy"  # another worker holds the lease and will drain
+    IDLE = "idle"  # nothing pending: a duplicate wake-up
     DRAINED = "drained"  # nothing pending; lease released
     YIELDED = "yielded"  # budget spent; lease released and a wake-up re-sent
     LEASE_LOST = "lease_lost"  # taken over; this run wrote nothing after that
@@ -76,9 +77,10 @@ def drain_conversation(rt: Runtime, conv: ConversationRef, channel: str) -> Drai
         log.error("drain.no_tenant_config", tenant=conv.tenant)
         return DrainOutcome.NO_CONFIG
     lease = rt.queue.acquire(conv, ttl_ms=int(ordering.lease_ttl_s * 1000))
-    if lease is None:
-        DRAINS.labels(outcome=DrainOutcome.BUSY).inc()
-        return DrainOutcome.BUSY
+    if not isinstance(lease, Lease):
+        outcome = DrainOutcome.BUSY if lease is None else DrainOutcome.IDLE
+        DRAINS.labels(outcome=outcome).inc()
+        return outcome
     policy = concurrency_policy(tenant.channels, channel)
     try:
         with LeaseKeeper(lease, rt.queue, watch_interrupts=policy == "interrupt") as keeper:
