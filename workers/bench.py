@@ -151,6 +151,25 @@ class TurnRun:
 
 
 @dataclass(frozen=True)
+class BacklogRun:
+    """A backlog ingested with no worker running, then drained: worker throughput alone,
+    from the first turn's start to the last turn's end (PostgreSQL's clock)."""
+
+    workers: int
+    messages: int
+    ingest_s: float
+    drain_s: float
+
+    @property
+    def turns_per_s(self) -> float:
+        return self.messages / self.drain_s
+
+    @property
+    def ingest_per_s(self) -> float:
+        return self.messages / self.ingest_s
+
+
+@dataclass(frozen=True)
 class NoopRun:
     workers: int
     tasks: int
@@ -176,6 +195,7 @@ class OpenLoopRun:
 class BenchReport:
     options: BenchOptions
     turns: list[TurnRun] = field(default_factory=list)
+    backlog: list[BacklogRun] = field(default_factory=list)
     noop: list[NoopRun] = field(default_factory=list)
     open_loop: OpenLoopRun | None = None
     with_slow: OpenLoopRun | None = None
@@ -325,6 +345,7 @@ class BenchTenants:
     """A fresh tenant per measured run, so runs never mix in PostgreSQL."""
 
     turns: dict[int, str]
+    backlog: dict[int, str]
     open_loop: str
     with_slow: str
     slow: str
@@ -334,6 +355,7 @@ class BenchTenants:
         run = uuid.uuid4().hex[:8]
         return cls(
             turns={n: f"bench-{run}-n{n}" for n in worker_counts},
+            backlog={n: f"bench-{run}-b{n}" for n in worker_counts},
             open_loop=f"bench-{run}-open",
             with_slow=f"bench-{run}-hol",
             slow=f"bench-{run}-slow",
@@ -341,7 +363,7 @@ class BenchTenants:
 
     def latencies(self) -> dict[str, int]:
         """Each tenant's echo latency in ms: all instant, except the slow one."""
-        fast = [*self.turns.values(), self.open_loop, self.with_slow]
+        fast = [*self.turns.values(), *self.backlog.values(), self.open_loop, self.with_slow]
         return {**dict.fromkeys(fast, 0), self.slow: SLOW_LATENCY_MS}
 
 
@@ -575,6 +597,18 @@ def count(engine: Engine, query: Any, tenant: str) -> int:
         return int(conn.execute(query, {"tenant": tenant}).scalar_one())
 
 
+_SPAN = text(
+    "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM inbound_messages"
+    " WHERE tenant = :tenant"
+)
+
+
+def worker_span_s(engine: Engine, tenant: str) -> float:
+    """First turn start to last turn end of `tenant`, on PostgreSQL's clock."""
+    with engine.connect() as conn:
+        return float(conn.execute(_SPAN, {"tenant": tenant}).scalar_one())
+
+
 def lag(engine: Engine, tenant: str) -> Lag:
     with engine.connect() as conn:
         row = conn.execute(_LAG, {"tenant": tenant}).one()
@@ -642,11 +676,18 @@ class Bench:
     # ----- turns
 
     def measure_turns(self, n: int) -> None:
-        """Closed loop with N processes; at the largest N, the open-loop phases too."""
+        """Backlog drain and closed loop with N processes; at the largest N, the open-loop
+        phases too."""
         env = {**self.env, "TURNSTILE_WORKER_CONCURRENCY": str(n)}
+        backlog_tenant, total = self.tenants.backlog[n], self.options.messages
+        ingest_s = self.preload(f"N={n} backlog", backlog_tenant)
         with spawned(f"worker-{n}", ["-m", "workers.cli", "worker"], env, self.root) as child:
             self.reporter.status(f"N={n}: starting `turnstile worker` with {n} processes")
             wait_ready(self.turnstile, child, f"celery@{socket.gethostname()}", READY_TIMEOUT_S)
+            self.wait_done(f"N={n} backlog", backlog_tenant, total, child)
+            drain_s = worker_span_s(self.engine, backlog_tenant)
+            self.report.backlog.append(BacklogRun(n, total, ingest_s, drain_s))
+            self.wait_delivered(f"N={n} backlog replies", backlog_tenant, total, child)
             run = self.closed_loop(n, child)
             self.report.turns.append(run)
             self.reporter.status(f"N={n}: {run.turns_per_s:,.0f} turns/s")
@@ -655,6 +696,19 @@ class Bench:
                 self.report.open_loop = self.open_loop(n, child, rate, with_slow=False)
                 self.report.with_slow = self.open_loop(n, child, rate, with_slow=True)
             self.reporter.status(f"N={n}: stopping the worker")
+
+    def preload(self, label: str, tenant: str) -> float:
+        """Ingest the messages while no worker runs; the seconds it took."""
+        rt, total = self.turnstile.runtime, self.options.messages
+        jobs = message_jobs(rt, tenant, total, self.options.conversations, None)
+        started = time.monotonic()
+        with (
+            self.reporter.phase(f"{label}: ingest (no worker yet)", total) as update,
+            Sender(jobs) as sender,
+        ):
+            sender.join(self.options.timeout_s)
+            update(total)
+        return time.monotonic() - started
 
     def closed_loop(self, n: int, child: Child) -> TurnRun:
         """M messages at once; from the first ingest until PostgreSQL has them all done,
@@ -725,26 +779,35 @@ class Bench:
         node = f"bench-noop-{n}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         argv = ["-m", "celery", "-A", "workers.bench_noop", "worker", "-Q", NOOP_QUEUE, "-n", node,
                 "--concurrency", str(n), "-O", "fair", "--loglevel=WARNING"]  # fmt: skip
+        key = f"bench:noop:{uuid.uuid4().hex}"
+        self.preload_noop(n, key)
         with spawned(f"noop-{n}", argv, self.env, self.root) as child:
             self.reporter.status(f"N={n}: starting the Celery no-op worker")
-            wait_ready(self.noop, child, node, READY_TIMEOUT_S)
-            run = self.noop_run(n, child)
+            run = self.noop_run(n, child, key)
         self.report.noop.append(run)
         self.reporter.status(f"N={n}: {run.tasks_per_s:,.0f} no-op tasks/s")
 
-    def noop_run(self, n: int, child: Child) -> NoopRun:
-        """M no-op tasks at once; until each one has counted itself in Redis."""
+    def preload_noop(self, n: int, key: str) -> None:
+        """Publish the no-op tasks while no worker consumes them, like the backlog."""
         from workers.bench_noop import NOOP_QUEUE, NOOP_TASK
-
-        key, total = f"bench:noop:{uuid.uuid4().hex}", self.options.messages
-        redis = self.turnstile.runtime.redis
 
         def send() -> object:
             return self.noop.send_task(NOOP_TASK, args=(key,), queue=NOOP_QUEUE)
 
+        total = self.options.messages
         jobs = [Job(i, 0.0, send) for i in range(total)]
-        started = time.monotonic()
-        with Sender(jobs) as sender, self.reporter.phase(f"N={n} no-op tasks", total) as update:
+        with self.reporter.phase(f"N={n} no-op: publish", total) as update, Sender(jobs) as sender:
+            sender.join(self.options.timeout_s)
+            update(total)
+
+    def noop_run(self, n: int, child: Child, key: str) -> NoopRun:
+        """Until every no-op task counted itself; timed by the tasks' own first and last
+        timestamps, like the backlog's turns."""
+        from workers.bench_noop import span_s
+
+        total = self.options.messages
+        redis = self.turnstile.runtime.redis
+        with self.reporter.phase(f"N={n} no-op tasks", total) as update:
             wait_until(
                 f"N={n} no-op tasks run",
                 lambda: int(redis.get(key) or 0),
@@ -752,10 +815,9 @@ class Bench:
                 self.options.timeout_s,
                 update,
                 child,
-                [sender.raise_if_failed],
             )
-            elapsed = time.monotonic() - started
-        redis.delete(key)
+        elapsed = span_s(redis, key)
+        redis.delete(key, f"{key}:first", f"{key}:last")
         return NoopRun(n, total, elapsed)
 
 
@@ -782,8 +844,11 @@ def report_table(report: BenchReport) -> Table:
     for column in columns:
         table.add_column(column, justify="right")
     noop = {run.workers: run for run in report.noop}
+    for backlog in report.backlog:
+        table.add_row(*_backlog_row(backlog, noop.get(backlog.workers)))
+    table.add_section()
     for turns in report.turns:
-        table.add_row(*_closed_loop_row(turns, noop.get(turns.workers)))
+        table.add_row(*_closed_loop_row(turns))
     if report.open_loop is not None and report.with_slow is not None:
         table.add_section()
         table.add_row(*_open_loop_row("open loop (a)", report.open_loop))
@@ -791,14 +856,28 @@ def report_table(report: BenchReport) -> Table:
     return table
 
 
-def _closed_loop_row(run: TurnRun, noop: NoopRun | None) -> list[str]:
+def _backlog_row(run: BacklogRun, noop: NoopRun | None) -> list[str]:
     return [
-        "closed loop",
+        "backlog drain",
         str(run.workers),
         str(run.messages),
         _rate(run.turns_per_s),
         _rate(noop.tasks_per_s) if noop else "-",
         f"{run.turns_per_s / noop.tasks_per_s:.2f}" if noop else "-",
+        "",
+        "",
+        "",
+    ]
+
+
+def _closed_loop_row(run: TurnRun) -> list[str]:
+    return [
+        "closed loop",
+        str(run.workers),
+        str(run.messages),
+        _rate(run.turns_per_s),
+        "",
+        "",
         _rate(run.replied_per_s),
         _ms(run.lag.p50_ms),
         _ms(run.lag.p99_ms),
@@ -819,9 +898,11 @@ def _caption(report: BenchReport) -> str:
         f"ingested at once ({INGEST_THREADS} threads, workers.ingress.accept); turns/s = "
         "messages / (first ingest -> all done in PostgreSQL); replied/s = messages / (first "
         "ingest -> every reply accepted by the loopback callback; the same workers deliver).",
-        "ratio = turns/s / noop tasks/s.",
-        "noop: bench.noop tasks (same broker, acks_late, prefetch 1, JSON, task events), "
-        "each doing one Redis INCR; timed until the counter reached the task count.",
+        "backlog drain: the same number of messages ingested while no worker runs, then "
+        "drained; turns/s = messages / (first turn start -> last turn end, PostgreSQL).",
+        "noop: as many bench.noop tasks published while no worker runs, then consumed with "
+        "the real app's broker settings; each does one pipelined Redis INCR+timestamp; "
+        "tasks/s = tasks / (first -> last task). ratio = backlog turns/s / noop tasks/s.",
         "lag = started_at - received_at. Closed-loop lag includes the backlog of ingesting "
         "everything at once; the open loop sends at a fixed rate of "
         f"{OPEN_LOOP_FRACTION:.0%} of the largest N's turns/s for {options.open_loop_s:g} s.",
@@ -854,25 +935,28 @@ def _open_loop_notes(report: BenchReport) -> list[str]:
 
 def report_json(report: BenchReport) -> dict[str, Any]:
     noop = {run.workers: run for run in report.noop}
-    turns = []
-    for run in report.turns:
+    backlog = []
+    for run in report.backlog:
         base = noop.get(run.workers)
-        turns.append(
+        backlog.append(
             {
                 **asdict(run),
                 "turns_per_s": run.turns_per_s,
-                "replied_per_s": run.replied_per_s,
+                "ingest_per_s": run.ingest_per_s,
                 "noop_tasks_per_s": base.tasks_per_s if base else None,
-                "noop_elapsed_s": base.elapsed_s if base else None,
                 "ratio": run.turns_per_s / base.tasks_per_s if base else None,
             }
         )
+    closed = [
+        {**asdict(run), "turns_per_s": run.turns_per_s, "replied_per_s": run.replied_per_s}
+        for run in report.turns
+    ]
     return {
         "options": asdict(report.options),
-        "closed_loop": turns,
+        "backlog_drain": backlog,
+        "closed_loop": closed,
         "open_loop": asdict(report.open_loop) if report.open_loop else None,
         "open_loop_with_slow_conversation": asdict(report.with_slow) if report.with_slow else None,
-        "noop_method": "one Redis INCR per task; timed until the counter reached the count",
         "notes": _caption(report).splitlines(),
     }
 

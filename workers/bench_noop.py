@@ -12,6 +12,7 @@ instead of inferring it from kombu's internal queue and unacked keys.
 from __future__ import annotations
 
 import os
+import time
 from functools import cached_property
 from typing import Any
 
@@ -69,8 +70,21 @@ class CountingTask(Task):  # type: ignore[misc]
 
 
 def _noop(task: CountingTask, counter_key: str) -> None:
-    """Count this run; nothing else."""
-    task.counter.incr(counter_key)
+    """Count this run and stamp the time (first and last), in one round trip."""
+    now = time.time()
+    pipe = task.counter.pipeline(transaction=False)
+    pipe.incr(counter_key)
+    pipe.set(f"{counter_key}:first", now, nx=True)
+    pipe.set(f"{counter_key}:last", now)
+    pipe.execute()
+
+
+def span_s(client: Redis, counter_key: str) -> float:
+    """Seconds from the first no-op task to the last one."""
+    first, last = client.mget(f"{counter_key}:first", f"{counter_key}:last")
+    if first is None or last is None:
+        raise RuntimeError(f"no-op tasks left no timestamps under {counter_key}")
+    return float(last) - float(first)
 
 
 def _turnstile_app() -> Celery:
