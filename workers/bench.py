@@ -51,6 +51,7 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from state.models import InboundMessage
+from workers.process_groups import stop_group
 
 SECRET_ENV = "TURNSTILE_BENCH_SECRET"  # noqa: S105 - the variable's name, not a secret
 DATABASE_NAME = "turnstile_bench"
@@ -455,13 +456,7 @@ class Child:
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM to the whole process group (pool children too), then SIGKILL."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=timeout_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_group(self.process, timeout_s)
 
 
 @contextmanager

@@ -8,7 +8,6 @@ own process group so nothing is left behind, and then the embedded services.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ import httpx
 from config.settings import Settings
 from state.embedded import EmbeddedServices
 from state.migrate import upgrade
+from workers.process_groups import signal_group, stop_group
 
 # The documented dev default of the demo tenant's webhook secret; set your own anywhere
 # else. It only ever signs requests to and from this machine's dev sink.
@@ -184,19 +184,9 @@ def _supervise(children: list[Child], stop: threading.Event) -> int:
 
 
 def _stop_all(children: list[Child]) -> None:
-    for child in children:
-        _signal_group(child, signal.SIGTERM)
+    for child in children:  # all of them at once, then wait: they stop in parallel
+        signal_group(child.process, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     for child in children:
-        try:
-            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"turnstile dev: {child.name} did not stop; killing it", file=sys.stderr)
-        # Anything left in the group (worker children, flower helpers) goes too.
-        _signal_group(child, signal.SIGKILL)
-        child.process.wait()
-
-
-def _signal_group(child: Child, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.process.pid, signum)
+        if not stop_group(child.process, max(0.1, deadline - time.monotonic())):
+            print(f"turnstile dev: {child.name} did not stop; killed it", file=sys.stderr)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
+
+from workers.process_groups import stop_group
 
 
 @dataclass
@@ -22,13 +22,7 @@ class Proc:
     env: dict[str, str]
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=timeout_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_group(self.process, timeout_s)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
