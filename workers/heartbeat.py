@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-from types import TracebackType
 
 import structlog
 from redis import RedisError
 
 from state.queue import ConversationQueue, Lease
+from workers.background import BlockThread
 from workers.cancel import CancelToken
 
 log = structlog.get_logger(__name__)
@@ -26,33 +26,21 @@ LEASE_LOST = "lease lost"
 INTERRUPTED = "interrupted"
 
 
-class LeaseKeeper:
+class LeaseKeeper(BlockThread):
     """Context manager: renews `lease` every ttl/3 on a daemon thread."""
 
+    thread_name = "lease-keeper"
+
     def __init__(self, lease: Lease, queue: ConversationQueue, *, watch_interrupts: bool) -> None:
+        super().__init__()
         self._lease = lease
         self._queue = queue
         self._renew_every_s = lease.ttl_ms / 3000
         self._tick_s = INTERRUPT_POLL_S if watch_interrupts else self._renew_every_s
         self._watch = watch_interrupts
-        self._stop = threading.Event()
         self.lost = threading.Event()
         self._guard = threading.Lock()
         self._turn: tuple[int, CancelToken] | None = None
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def begin_turn(self, last_seq: int) -> CancelToken:
         """A fresh token for the turn that ends at `last_seq`; cancelled if the lease is

@@ -7,9 +7,6 @@ turn ends. Failures are logged and forgotten: an indicator is never worth a retr
 
 from __future__ import annotations
 
-import threading
-from types import TracebackType
-
 import httpx
 import structlog
 
@@ -18,14 +15,17 @@ from channels.generic import callback_body, send_typing
 from channels.secrets import read_secret
 from config.schema import GenericChannelConfig
 from state.models import ClaimedMessage
+from workers.background import BlockThread
 
 log = structlog.get_logger(__name__)
 
 TYPING_TIMEOUT_S = 2.0
 
 
-class TypingIndicator:
+class TypingIndicator(BlockThread):
     """Context manager around a turn; does nothing if the channel has no indicator."""
+
+    thread_name = "typing"
 
     def __init__(
         self,
@@ -33,27 +33,13 @@ class TypingIndicator:
         channel: GenericChannelConfig | None,
         message: ClaimedMessage,
     ) -> None:
+        super().__init__()
         self._http = http
         self._channel = channel
         self._message = message
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> TypingIndicator:
-        if self._channel is not None and self._channel.typing_after_ms is not None:
-            self._thread = threading.Thread(target=self._run, name="typing", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    def _wanted(self) -> bool:
+        return self._channel is not None and self._channel.typing_after_ms is not None
 
     def _run(self) -> None:
         channel = self._channel
