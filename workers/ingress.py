@@ -15,7 +15,8 @@ import structlog
 from kombu.exceptions import OperationalError
 from redis import RedisError
 
-from config.schema import ConcurrencyPolicy, LimitsConfig
+from config.effective import EffectiveConfig
+from config.schema import LimitsConfig
 from state.ingress import InboxFull, IngressLimits, count_pending, record_inbound
 from state.models import Accepted, ConversationRef, InboundMessage
 from workers.policy import concurrency_policy
@@ -60,23 +61,17 @@ def accept(rt: Runtime, message: InboundMessage, backlog: Backlog) -> Accepted:
         busy = rt.queue.enqueue(conv, accepted.seq)
         if not busy:
             rt.wakeups.turn(conv, message.channel)
-        elif _policy(rt, message) == "reject":
-            _reject(rt, conv, message, accepted.seq)
+        elif concurrency_policy(config.channels, message.channel) == "reject":
+            _reject(rt, conv, config, accepted.seq)
     except (RedisError, OperationalError, OSError) as exc:
         # Accepted is accepted: the message is committed; the sweep will wake it.
         log.warning("ingress.wakeup_failed", error=type(exc).__name__, tenant=message.tenant)
     return accepted
 
 
-def _policy(rt: Runtime, message: InboundMessage) -> ConcurrencyPolicy | None:
-    tenant = rt.config.tenant(message.tenant)
-    return concurrency_policy(tenant.channels, message.channel) if tenant is not None else None
-
-
-def _reject(rt: Runtime, conv: ConversationRef, message: InboundMessage, seq: int) -> None:
+def _reject(rt: Runtime, conv: ConversationRef, config: EffectiveConfig, seq: int) -> None:
     """A turn of this conversation runs: record the message as rejected and answer at once."""
-    tenant = rt.config.tenant(message.tenant)
-    channel = tenant.channels.generic if tenant is not None else None
+    channel = config.channels.generic
     if channel is None:
         return
     if rt.conversations.reject_if_unclaimed(conv, seq, channel.busy_text):

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -192,13 +193,18 @@ def wait_for(predicate, timeout_s: float):  # type: ignore[no-untyped-def]
     raise AssertionError("condition not reached in time")
 
 
-def second_node(
+@contextmanager
+def second_node_alone(
+    worker: Proc,
     service_env: dict[str, str],
     celery_client: TurnstileCelery,
     tmp_path: Path,
     overrides: dict[str, str],
-) -> Proc:
-    """Another worker node (2 processes) on the same services, ready to take work."""
+    stop_timeout_s: float,
+) -> Iterator[Proc]:
+    """Another worker node (2 processes) on the same services, with the session's node
+    paused (SIGSTOP, whole group) so that all the work goes to the new one; on exit the
+    session's node resumes and the new one is stopped."""
     env = {
         **service_env,
         "TURNSTILE_WORKER_CONCURRENCY": "2",
@@ -206,8 +212,13 @@ def second_node(
         **overrides,
     }
     node = spawn("second-node", ["worker"], env, tmp_path)
-    wait_for_workers(celery_client, 2, node)
-    return node
+    try:
+        wait_for_workers(celery_client, 2, node)
+        os.killpg(worker.process.pid, signal.SIGSTOP)
+        yield node
+    finally:
+        os.killpg(worker.process.pid, signal.SIGCONT)
+        node.stop(timeout_s=stop_timeout_s)
 
 
 def test_killing_a_whole_worker_node_loses_no_turn(
@@ -221,18 +232,13 @@ def test_killing_a_whole_worker_node_loses_no_turn(
 ) -> None:
     """A second node takes the work while the first is paused, then dies with running
     and prefetched wake-ups (parent and children SIGKILLed); nothing is lost."""
-    node = second_node(service_env, celery_client, tmp_path, {})
-    try:
-        os.killpg(worker.process.pid, signal.SIGSTOP)
+    with second_node_alone(worker, service_env, celery_client, tmp_path, {}, 1) as node:
         tenant = make_tenant(latency_ms=[100, 200])
         conversations = [f"n{n}" for n in range(6)]
         send_conversations(str(web.base_url), tenant, TEST_SECRET, conversations, 5)
         wait_for(lambda: _claim(runtime, tenant), timeout_s=10)
         time.sleep(0.5)
         os.killpg(node.process.pid, signal.SIGKILL)
-    finally:
-        os.killpg(worker.process.pid, signal.SIGCONT)
-        node.stop(timeout_s=1)
     wait_finished(runtime, tenant, 30, timeout_s=60)
     assert_ordered_exactly_once(runtime, tenant, 5)
 
@@ -249,15 +255,10 @@ def test_a_turn_longer_than_the_visibility_timeout_never_runs_twice_at_once(
     """The broker redelivers the wake-up of a 6 s turn after 2 s; the copy finds the
     lease held and returns, so the turn runs once."""
     overrides = {"TURNSTILE_VISIBILITY_TIMEOUT_S": "2", "TURNSTILE_LOG_LEVEL": "DEBUG"}
-    node = second_node(service_env, celery_client, tmp_path, overrides)
-    try:
-        os.killpg(worker.process.pid, signal.SIGSTOP)
+    with second_node_alone(worker, service_env, celery_client, tmp_path, overrides, 10) as node:
         tenant = make_tenant(latency_ms=[6000, 6000])
         post_signed(web, tenant, TEST_SECRET, payload("long", "takes a while"))
         wait_finished(runtime, tenant, 1, timeout_s=30)
-    finally:
-        os.killpg(worker.process.pid, signal.SIGCONT)
-        node.stop(timeout_s=10)
     received = [
         line for line in node.log().splitlines() if "turns.process[" in line and "received" in line
     ]
